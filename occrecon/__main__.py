@@ -1,0 +1,3 @@
+from occrecon.cli.main import main
+
+main()

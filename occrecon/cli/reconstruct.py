@@ -1,0 +1,241 @@
+"""`occrecon image|points|voxels`: many inputs, one model, one mesh per input."""
+
+from __future__ import annotations
+
+import inspect
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from occrecon.cli import _output as out
+from occrecon.cli._options import (
+    DebugOpt,
+    DeviceOpt,
+    FormatOpt,
+    JsonOpt,
+    ModelOpt,
+    OutputDirOpt,
+    OutputOpt,
+    OverwriteOpt,
+    QuietOpt,
+    RevisionOpt,
+    SeedOpt,
+)
+
+def _suffixes(kind: str) -> set[str]:
+    from occrecon.io import readers
+
+    table = {"image": readers.IMAGE_SUFFIXES, "points": readers.POINT_SUFFIXES, "voxels": readers.VOXEL_SUFFIXES}
+    return set(table[kind])
+
+
+def _usage(message: str) -> typer.BadParameter:
+    return typer.BadParameter(message)
+
+
+def run_reconstruction(
+    kind: str,
+    inputs: list[str],
+    *,
+    model: str | None,
+    revision: str | None,
+    device: str,
+    output: Path | None,
+    output_dir: Path | None,
+    file_format: str | None,
+    threshold: float | None,
+    resolution: int | None,
+    upsampling_steps: int | None,
+    refine: int,
+    simplify: int | None,
+    points_batch_size: int,
+    overwrite: bool,
+    save_input: bool,
+    mask: Path | None,
+    seed: int,
+    shard: str | None,
+    recursive: bool,
+    quiet: bool,
+    json_output: bool,
+    debug: bool,
+) -> int:
+    """Shared body of the three commands; returns the exit code."""
+    from occrecon import registry
+    from occrecon.batch import plan_batch, run_batch
+    from occrecon.io.mesh import check_format, format_from_path
+    from occrecon.io.paths import expand_inputs, parse_shard, select_shard
+    from occrecon.loading import load_model
+    from occrecon.pipeline import ExtractionOptions, check_task
+
+    if output is not None and output_dir is not None:
+        raise _usage("use either -o/--output or --output-dir, not both")
+    if threshold is not None and not 0.0 < threshold < 1.0:
+        raise _usage(f"--threshold is a probability strictly between 0 and 1, got {threshold}")
+    try:
+        fmt = check_format(file_format) if file_format else format_from_path(output) if output else "obj"
+        shard_spec = parse_shard(shard)
+    except ValueError as exc:
+        raise _usage(str(exc)) from None
+
+    items = select_shard(expand_inputs(inputs, _suffixes(kind), recursive=recursive), shard_spec)
+    if output is not None and len(items) > 1:
+        raise _usage(f"-o/--output names one file but {len(items)} inputs were given; use --output-dir")
+    if mask is not None and len(items) > 1:
+        raise _usage("--mask applies to one image; give one input")
+
+    name = model or registry.default_model(kind)
+    with out.stderr.status(f"loading model {name}", spinner="dots") if not quiet else nullcontext():
+        loaded = load_model(name, device, revision=revision, progress=not quiet)
+    check_task(loaded, kind)
+    for message in loaded.notes:
+        out.note(message, quiet)
+    loaded.notes.clear()
+
+    options = ExtractionOptions(
+        threshold=threshold,
+        resolution=resolution,
+        upsampling_steps=upsampling_steps,
+        refine=refine,
+        simplify=simplify,
+        points_batch_size=points_batch_size,
+    )
+    plan = plan_batch(items, file_format=fmt, output=output, output_dir=output_dir)
+    counts = {"ok": 0, "skipped": 0, "failed": 0}
+    started = time.perf_counter()
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[stage]}", style="dim"),
+        console=out.stderr,
+        disable=quiet,
+        transient=False,
+    )
+    with progress:
+        task = progress.add_task(f"{kind} → mesh", total=len(plan.items), stage="")
+
+        def on_stage(stage: str) -> None:
+            progress.update(task, stage=stage)
+
+        for result in run_batch(
+            loaded,
+            kind,
+            plan,
+            options=options,
+            file_format=fmt,
+            overwrite=overwrite,
+            save_input=save_input,
+            mask=mask,
+            seed=seed,
+            on_stage=on_stage,
+            keep_traceback=debug,
+        ):
+            counts[result.status] += 1
+            progress.advance(task)
+            progress.update(task, stage="")
+            if json_output:
+                out.print_json(result.as_json())
+            if result.status == "failed":
+                if debug and result.traceback:
+                    out.stderr.print(result.traceback, markup=False, highlight=False)
+                out.error(result.error or f"{result.input}: failed")
+            elif not quiet and result.status == "ok":
+                details = f"{result.vertices} vertices, {result.faces} faces, {result.seconds:.2f} s"
+                progress.console.print(f"[green]✓[/green] {result.input} → {result.output} ({details})", highlight=False)
+                for message in result.notes:
+                    progress.console.print(f"  [dim]{message}[/dim]", highlight=False)
+            elif not quiet and result.status == "skipped":
+                progress.console.print(f"[yellow]↷[/yellow] {result.input}: {result.notes[0]}", highlight=False)
+    if not quiet:
+        elapsed = time.perf_counter() - started
+        out.stderr.print(
+            f"{counts['ok']} done, {counts['skipped']} skipped, {counts['failed']} failed in {elapsed:.1f} s "
+            f"with {loaded.name} on {loaded.device}",
+            highlight=False,
+        )
+    return 1 if counts["failed"] else 0
+
+
+def make_command(kind: str, summary: str, exclude: tuple[str, ...] = ()) -> Callable[..., None]:
+    """Build the Typer command for one input kind (the options are shared, a few kind-specific ones dropped)."""
+
+    def command(
+        inputs: Annotated[list[str], typer.Argument(help="Files, folders and glob patterns.", show_default=False)],
+        model: ModelOpt = None,
+        output: OutputOpt = None,
+        output_dir: OutputDirOpt = None,
+        file_format: FormatOpt = None,
+        device: DeviceOpt = "auto",
+        revision: RevisionOpt = None,
+        threshold: Annotated[Optional[float], typer.Option("--threshold", "-t", help="Occupancy probability of the surface. [default: model's, 0.2]")] = None,
+        resolution: Annotated[Optional[int], typer.Option("--resolution", min=2, help="Coarse MISE grid cells per axis. [default: model's, 32]")] = None,
+        upsampling_steps: Annotated[Optional[int], typer.Option("--upsampling-steps", min=0, max=6, help="MISE subdivision levels (final grid = resolution·2^steps). [default: model's, 2]")] = None,
+        refine: Annotated[int, typer.Option("--refine", min=0, help="Gradient refinement steps after marching cubes (upstream demo: 30).")] = 0,
+        simplify: Annotated[Optional[int], typer.Option("--simplify", min=4, help="Decimate to about this many faces.")] = None,
+        points_batch_size: Annotated[int, typer.Option("--points-batch-size", min=1, help="Network queries per forward pass.")] = 100_000,
+        mask: Annotated[Optional[Path], typer.Option("--mask", help="Object mask image (white = object) for a photo without alpha.")] = None,
+        save_input: Annotated[bool, typer.Option("--save-input", help="Also save what the network saw (<stem>.input.png/.ply).")] = False,
+        overwrite: OverwriteOpt = False,
+        shard: Annotated[Optional[str], typer.Option("--shard", help="K/N: process every N-th input starting at K. [default: from SLURM_ARRAY_TASK_ID/COUNT]")] = None,
+        recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders of folder inputs.")] = False,
+        seed: SeedOpt = 0,
+        quiet: QuietOpt = False,
+        json_output: JsonOpt = False,
+        debug: DebugOpt = False,
+    ) -> None:
+        code = run_reconstruction(
+            kind,
+            inputs,
+            model=model,
+            revision=revision,
+            device=device,
+            output=output,
+            output_dir=output_dir,
+            file_format=file_format,
+            threshold=threshold,
+            resolution=resolution,
+            upsampling_steps=upsampling_steps,
+            refine=refine,
+            simplify=simplify,
+            points_batch_size=points_batch_size,
+            overwrite=overwrite,
+            save_input=save_input,
+            mask=mask,
+            seed=seed,
+            shard=shard,
+            recursive=recursive,
+            quiet=quiet,
+            json_output=json_output,
+            debug=debug,
+        )
+        raise typer.Exit(code)
+
+    signature = inspect.signature(command)
+    command.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[p for p in signature.parameters.values() if p.name not in exclude]
+    )
+    command.__doc__ = summary
+    command.__name__ = f"{kind}_command"
+    return command
+
+
+image_command = make_command(
+    "image",
+    "Reconstruct meshes from photos or renders (PNG, JPEG, WebP, BMP, TIFF).",
+)
+points_command = make_command(
+    "points",
+    "Reconstruct meshes from point clouds (PLY, PCD, XYZ/PTS/TXT, NPY, NPZ, OBJ/OFF/STL vertices, LAS/LAZ).",
+    exclude=("mask",),
+)
+voxels_command = make_command(
+    "voxels",
+    "Reconstruct meshes from voxel grids (binvox, NPY/NPZ 3-D arrays).",
+    exclude=("mask",),
+)

@@ -1,0 +1,37 @@
+"""Choosing where the network runs."""
+
+from __future__ import annotations
+
+import torch
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend and backend.is_available())
+
+
+def resolve_device(spec: str | torch.device | None = "auto") -> tuple[torch.device, str | None]:
+    """Turn ``auto|cpu|cuda[:i]|mps`` into a device, plus a note when ``auto`` fell back to the CPU.
+
+    Raises:
+        ValueError: a GPU was asked for explicitly and is not there.
+    """
+    if isinstance(spec, torch.device):
+        return spec, None
+    text = (spec or "auto").lower()
+    if text == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda"), None
+        if _mps_available():
+            return torch.device("mps"), None
+        return torch.device("cpu"), "no GPU found; running on the CPU"
+    if text.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {spec}: CUDA is not available on this machine (use --device auto or cpu)")
+    if text == "mps" and not _mps_available():
+        raise ValueError("--device mps: the MPS backend is not available on this machine (use --device auto or cpu)")
+    try:
+        return torch.device(text), None
+    except RuntimeError:
+        raise ValueError(f"--device must be one of {', '.join(DEVICE_CHOICES)} (or cuda:N), got {spec!r}") from None

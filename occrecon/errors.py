@@ -1,0 +1,47 @@
+"""Typed exceptions raised by the library.
+
+The CLI maps them to exit codes in one table (``occrecon.cli._errors``): input
+problems are per-file failures (exit 1 in a batch), everything else is a setup
+or usage problem (exit 2).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class OccreconError(Exception):
+    """Base class of every error occrecon raises on purpose."""
+
+
+class InputError(OccreconError):
+    """An input file (or array) cannot be used; the message names it and the problem."""
+
+    def __init__(self, source: str | Path | None, problem: str):
+        self.source = None if source is None else str(source)
+        self.problem = problem
+        super().__init__(f"{self.source}: {problem}" if self.source else problem)
+
+
+class UnknownModelError(OccreconError):
+    """A model name is neither registered, a local folder, nor an ``org/name`` Hub id."""
+
+
+class ModelUnavailableError(OccreconError):
+    """A known model cannot be fetched (offline, missing or gated repo, no network)."""
+
+
+class InvalidModelFolderError(OccreconError):
+    """A model folder lacks ``config.json``/``model.safetensors`` or they do not fit together."""
+
+
+class CheckpointMismatchError(OccreconError):
+    """An upstream checkpoint's keys or shapes do not fit the requested architecture."""
+
+
+class UnsafeCheckpointError(OccreconError):
+    """A checkpoint would need arbitrary code to unpickle; it is refused."""
+
+
+class OutputExistsError(OccreconError):
+    """The output file exists and overwriting was not asked for."""

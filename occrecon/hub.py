@@ -1,0 +1,165 @@
+"""All Hugging Face Hub I/O: downloads into the standard cache, cache checks, uploads.
+
+Environment variables are read at call time rather than through
+``huggingface_hub.constants`` (which freezes them at import), so that
+``HF_ENDPOINT``, ``HF_HOME``/``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE`` set by a
+caller or a test after import still apply.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from occrecon._version import __version__
+from occrecon.errors import ModelUnavailableError
+
+MODEL_FILES = ("config.json", "model.safetensors")
+OPTIONAL_FILES = ("README.md",)
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def hub_offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` asks for cache-only operation."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
+
+
+def hub_cache_dir() -> Path:
+    """The Hub cache folder, honouring ``HF_HUB_CACHE`` and ``HF_HOME``."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
+def _endpoint() -> str | None:
+    return os.environ.get("HF_ENDPOINT") or None
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the Hub endpoint opens within ``timeout`` seconds.
+
+    ``huggingface_hub`` retries an unreachable endpoint with back-off for about
+    23 s before it falls back to the cache; probing first lets an offline user
+    with a cached model start at once. Behind a proxy the probe says nothing,
+    so it reports reachable and leaves the decision to the client.
+    """
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    url = urlsplit(_endpoint() or "https://huggingface.co")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def split_revision(repo: str) -> tuple[str, str | None]:
+    """``"org/name@rev"`` → ``("org/name", "rev")``."""
+    if "@" in repo:
+        repo_id, revision = repo.split("@", 1)
+        return repo_id, revision or None
+    return repo, None
+
+
+def _unavailable(repo_id: str, revision: str | None, reason: str, name: str | None) -> ModelUnavailableError:
+    label = name or repo_id
+    hint = (
+        f"prefetch it with `occrecon models download {label}` where the Hub is reachable, "
+        "pass a local folder with --model DIR, or use a bundled model (see `occrecon models`)"
+    )
+    at = f"@{revision}" if revision else ""
+    return ModelUnavailableError(f"model {label} ({repo_id}{at}): {reason}; {hint}")
+
+
+def download_model(
+    repo_id: str,
+    *,
+    revision: str | None = None,
+    local_files_only: bool = False,
+    progress: bool = True,
+    name: str | None = None,
+) -> Path:
+    """Fetch a model folder (config, weights, card) into the Hub cache and return its path.
+
+    Args:
+        repo_id: ``org/name`` on the Hub.
+        revision: branch, tag or commit; ``None`` for the default branch.
+        local_files_only: never touch the network (also forced by ``HF_HUB_OFFLINE=1``).
+        progress: show the Hub's download bars.
+        name: the short name the user typed, for messages.
+
+    Raises:
+        ModelUnavailableError: offline and not cached, missing or gated repo,
+            unknown revision, or the Hub unreachable, with what to do instead.
+    """
+    import huggingface_hub as hf
+    from huggingface_hub import errors
+    from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
+
+    offline = local_files_only or hub_offline()
+    unreachable = not offline and not hub_reachable()
+    if progress:
+        enable_progress_bars()
+    else:
+        disable_progress_bars()
+    kwargs = dict(
+        repo_id=repo_id,
+        revision=revision,
+        cache_dir=hub_cache_dir(),
+        local_files_only=offline or unreachable,
+        library_name="occrecon",
+        library_version=__version__,
+        endpoint=_endpoint(),
+    )
+    try:
+        paths = [Path(hf.hf_hub_download(filename=f, **kwargs)) for f in MODEL_FILES]
+        for optional in OPTIONAL_FILES:
+            try:
+                hf.hf_hub_download(filename=optional, **kwargs)
+            except (errors.EntryNotFoundError, errors.LocalEntryNotFoundError):
+                pass
+    except errors.GatedRepoError:
+        raise _unavailable(repo_id, revision, "the repository is gated: accept its terms on the Hub and log in with `hf auth login`", name) from None
+    except errors.RepositoryNotFoundError:
+        raise _unavailable(repo_id, revision, "no such repository on the Hub (or it is private)", name) from None
+    except errors.RevisionNotFoundError:
+        raise _unavailable(repo_id, revision, f"the Hub has no revision {revision!r}", name) from None
+    except errors.LocalEntryNotFoundError:
+        reason = "not in the local cache and HF_HUB_OFFLINE is set" if offline else "not in the local cache and the Hub cannot be reached"
+        raise _unavailable(repo_id, revision, reason, name) from None
+    except errors.EntryNotFoundError:
+        raise _unavailable(repo_id, revision, f"the repository lacks {' or '.join(MODEL_FILES)}", name) from None
+    except (errors.HfHubHTTPError, OSError) as exc:
+        raise _unavailable(repo_id, revision, f"download failed ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})", name) from None
+    return paths[0].parent
+
+
+def is_cached(repo_id: str, revision: str | None = None) -> bool:
+    """Whether every model file of ``repo_id@revision`` is already in the local cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in MODEL_FILES:
+        found = try_to_load_from_cache(repo_id, filename, cache_dir=hub_cache_dir(), revision=revision)
+        if not isinstance(found, str):
+            return False
+    return True
+
+
+def push_folder(folder: Path, repo_id: str, *, private: bool = False, commit_message: str | None = None) -> str:
+    """Upload a model folder to ``repo_id`` (created when missing); returns the commit URL."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=_endpoint(), library_name="occrecon", library_version=__version__)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    info = api.upload_folder(
+        folder_path=str(folder),
+        repo_id=repo_id,
+        allow_patterns=[*MODEL_FILES, *OPTIONAL_FILES],
+        commit_message=commit_message or "Upload occrecon model folder",
+    )
+    return str(getattr(info, "commit_url", info))

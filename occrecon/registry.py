@@ -1,0 +1,154 @@
+"""Short model names → where their weights live and what they do.
+
+One table, plain data (in the spirit of timm's registry and faster-whisper's
+``_MODELS``): a name maps to a Hub repo and pinned revision, or to a folder of
+weights bundled with occrecon, plus the architecture preset and the task.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from fnmatch import fnmatch
+from pathlib import Path
+
+HUB_ORG = "occrecon"
+"""Hub organisation that hosts the converted upstream checkpoints."""
+
+HUB_REVISION = "main"
+"""Revision used for hosted models until a release pins commit hashes per model."""
+
+TASKS = ("image", "points", "voxels", "scene", "unconditional")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered model.
+
+    Attributes:
+        name: short name users type (``onet-img``).
+        task: one of ``TASKS``.
+        source: ``"bundled"`` (ships in ``weights/``) or ``"hub"``.
+        repo_id: Hub repository for hub models.
+        revision: pinned Hub revision for hub models.
+        description: one line for ``occrecon models``.
+    """
+
+    name: str
+    task: str
+    source: str
+    repo_id: str | None = None
+    revision: str | None = None
+    description: str = ""
+
+
+def bundled_weights_dir() -> Path:
+    """The folder of weights that ship with occrecon (``weights/`` in a checkout)."""
+    try:
+        from importlib.resources import files
+
+        packaged = Path(str(files("occrecon._weights")))
+        if packaged.is_dir():
+            return packaged
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return Path(__file__).resolve().parent.parent / "weights"
+
+
+def _bundled_entries() -> dict[str, ModelEntry]:
+    entries = {}
+    root = bundled_weights_dir()
+    if not root.is_dir():
+        return entries
+    for config_path in sorted(root.glob("*/config.json")):
+        config = json.loads(config_path.read_text())
+        name = config.get("name", config_path.parent.name)
+        entries[name] = ModelEntry(
+            name=name,
+            task=config["task"],
+            source="bundled",
+            description=config.get("description", ""),
+        )
+    return entries
+
+
+_UPSTREAM_DESCRIPTIONS = {
+    "onet-img": "ONet single-image model, ShapeNet 13 classes (updated, no augmentation)",
+    "onet-img-legacy": "ONet single-image model of the paper (legacy CBN decoder)",
+    "onet-points": "ONet point-cloud completion, 300 noisy points",
+    "onet-voxels": "ONet voxel super-resolution from 32³",
+    "onet-uncond-airplanes": "ONet unconditional generative model, airplanes",
+    "onet-uncond-cars": "ONet unconditional generative model, cars",
+    "onet-uncond-chairs": "ONet unconditional generative model, chairs",
+    "onet-uncond-sofas": "ONet unconditional generative model, sofas",
+    "convonet-shapenet-1plane": "ConvONet objects, 3000 noisy points, 1 plane 64²",
+    "convonet-shapenet-3plane": "ConvONet objects, 3000 noisy points, 3 planes 64²",
+    "convonet-shapenet-grid32": "ConvONet objects, 3000 noisy points, 32³ grid",
+    "convonet-shapenet-3plane-partial": "ConvONet objects from partial clouds, 3 planes 64²",
+    "convonet-room-1plane": "ConvONet synthetic rooms (unit cube), 1 plane 128²",
+    "convonet-room-3plane": "ConvONet synthetic rooms (unit cube), 3 planes 128²",
+    "convonet-room-grid32": "ConvONet synthetic rooms (unit cube), 32³ grid",
+    "convonet-room-grid64": "ConvONet synthetic rooms (unit cube), 64³ grid",
+    "convonet-room-combine": "ConvONet synthetic rooms (unit cube), 3 planes 128² + 32³ grid",
+    "convonet-voxels-1plane": "ConvONet voxel super-resolution, 1 plane 64²",
+    "convonet-voxels-3plane": "ConvONet voxel super-resolution, 3 planes 64²",
+    "convonet-voxels-grid32": "ConvONet voxel super-resolution, 32³ grid",
+    "convonet-scene": "ConvONet sliding-window scene model (metric scans, 2 cm voxels)",
+}
+
+
+def _hub_entries() -> dict[str, ModelEntry]:
+    from occrecon.nets import ARCHITECTURE_PRESETS
+
+    return {
+        name: ModelEntry(
+            name=name,
+            task=preset["task"],
+            source="hub",
+            repo_id=f"{HUB_ORG}/{name}",
+            revision=HUB_REVISION,
+            description=_UPSTREAM_DESCRIPTIONS.get(name, ""),
+        )
+        for name, preset in ARCHITECTURE_PRESETS.items()
+    }
+
+
+def registry() -> dict[str, ModelEntry]:
+    """All registered models, bundled first (a bundled name shadows a hub one)."""
+    return {**_hub_entries(), **_bundled_entries()}
+
+
+def list_models(pattern: str = "*", task: str | None = None) -> list[str]:
+    """Registered names matching a shell pattern and, optionally, a task."""
+    return sorted(
+        name for name, entry in registry().items() if fnmatch(name, pattern) and (task is None or entry.task == task)
+    )
+
+
+def get_entry(name: str) -> ModelEntry | None:
+    return registry().get(name)
+
+
+DEFAULT_MODELS = {
+    "image": "onet-img-synthetic",
+    "points": "convonet-points-synthetic",
+    "voxels": "convonet-voxels-synthetic",
+    "scene": "convonet-scene-synthetic",
+}
+"""The model each command uses without ``--model``: the bundled ones, so a fresh install works offline."""
+
+_UPSTREAM_DEFAULTS = {
+    "image": "onet-img",
+    "points": "convonet-shapenet-3plane",
+    "voxels": "convonet-voxels-3plane",
+    "scene": "convonet-scene",
+}
+
+
+def default_model(task: str) -> str:
+    """The bundled default for ``task``; the upstream Hub model where none is bundled."""
+    bundled = _bundled_entries()
+    name = DEFAULT_MODELS.get(task)
+    if name in bundled:
+        return name
+    return _UPSTREAM_DEFAULTS[task]

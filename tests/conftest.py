@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_hub(tmp_path_factory, monkeypatch):
+    """No test may reach the real Hub or a user's cache."""
+    cache = tmp_path_factory.mktemp("hf_home")
+    monkeypatch.setenv("HF_HOME", str(cache))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: refuses at once
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("SLURM_ARRAY_TASK_ID", raising=False)
+    monkeypatch.delenv("SLURM_ARRAY_TASK_COUNT", raising=False)
+
+
+@pytest.fixture
+def shared_eval() -> Path:
+    path = SHARED / "eval"
+    if not path.is_dir():
+        pytest.skip("../shared/eval is not present")
+    return path

@@ -1,0 +1,141 @@
+"""MISE, marching cubes, refinement and simplification on analytic occupancy fields."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from occrecon.extract import (
+    box_bounds,
+    dense_grid,
+    extract_grid,
+    marching_cubes,
+    probability_to_logit,
+    refine_vertices,
+    simplify,
+)
+
+
+def sphere(radius=0.35, center=(0.0, 0.0, 0.0), sharpness=20.0):
+    center = np.asarray(center)
+    return lambda p: sharpness * (radius - np.linalg.norm(p - center, axis=1))
+
+
+def box(half=(0.3, 0.2, 0.25)):
+    half = np.asarray(half)
+    return lambda p: 10.0 * np.min(half - np.abs(p), axis=1)
+
+
+def torus(major=0.3, minor=0.1):
+    def field(p):
+        q = np.stack([np.hypot(p[:, 0], p[:, 2]) - major, p[:, 1]], axis=1)
+        return 10.0 * (minor - np.linalg.norm(q, axis=1))
+
+    return field
+
+
+def test_probability_to_logit_matches_upstream_threshold():
+    assert probability_to_logit(0.2) == pytest.approx(-1.3862944, abs=1e-6)
+    assert probability_to_logit(0.5) == 0.0
+    with pytest.raises(ValueError):
+        probability_to_logit(1.0)
+
+
+@pytest.mark.parametrize("field", [sphere(), box(), torus()], ids=["sphere", "box", "torus"])
+def test_mise_equals_dense_grid_for_smooth_fields(field):
+    hierarchical = extract_grid(field, resolution0=16, upsampling_steps=2, threshold=0.0)
+    dense = dense_grid(field, 64)
+    v_h, f_h = marching_cubes(hierarchical, 0.0)
+    v_d, f_d = marching_cubes(dense, 0.0)
+    assert len(f_h) == len(f_d) > 0
+    np.testing.assert_allclose(v_h, v_d, atol=1e-9)
+    np.testing.assert_array_equal(f_h, f_d)
+    assert hierarchical.n_evaluations < 0.35 * dense.n_evaluations
+
+
+def test_mise_evaluation_count_matches_published_figure():
+    # peers.md §2: libmise on a sphere of radius 0.35 at 32 + 2 steps needs 133,813 evaluations.
+    grid = extract_grid(sphere(0.35), resolution0=32, upsampling_steps=2, threshold=0.0)
+    assert grid.n_evaluations == 133_813
+    assert grid.values.shape == (129, 129, 129)
+
+
+def test_unevaluated_points_keep_their_side_of_the_threshold():
+    field = sphere(0.3)
+    grid = extract_grid(field, resolution0=8, upsampling_steps=3, threshold=0.0)
+    idx = np.stack(np.meshgrid(*(np.arange(65),) * 3, indexing="ij"), -1).reshape(-1, 3)
+    lower, upper = box_bounds()
+    truth = field(lower + idx * (upper - lower) / 64).reshape((65,) * 3)
+    # Away from the surface the sign must be right everywhere.
+    far = np.abs(truth) > 20 * (1.1 / 8)
+    assert np.array_equal(grid.values[far] > 0, truth[far] > 0)
+
+
+def test_marching_cubes_frame_volume_and_outward_winding():
+    grid = extract_grid(sphere(0.35, center=(0.1, -0.05, 0.0)), resolution0=32, upsampling_steps=2)
+    vertices, faces = marching_cubes(grid, 0.0)
+    mesh = trimesh.Trimesh(vertices, faces, process=False)
+    assert mesh.is_watertight
+    assert mesh.volume > 0  # positive signed volume ⇔ outward normals
+    assert mesh.volume == pytest.approx(4 / 3 * np.pi * 0.35**3, rel=0.01)
+    np.testing.assert_allclose(mesh.bounds.mean(axis=0), [0.1, -0.05, 0.0], atol=5e-3)
+    np.testing.assert_allclose(mesh.extents, 0.7, atol=1e-2)
+
+
+def test_surface_touching_the_box_is_closed_by_padding():
+    grid = extract_grid(lambda p: np.ones(len(p)), resolution0=4, upsampling_steps=1)
+    vertices, faces = marching_cubes(grid, 0.0)
+    mesh = trimesh.Trimesh(vertices, faces)
+    assert mesh.is_watertight
+    np.testing.assert_allclose(mesh.bounds, [[-0.55] * 3, [0.55] * 3], atol=0.55 / 8 + 1e-9)
+
+
+def test_empty_field_gives_empty_mesh():
+    grid = extract_grid(lambda p: -np.ones(len(p)), resolution0=4, upsampling_steps=2)
+    vertices, faces = marching_cubes(grid, 0.0)
+    assert vertices.shape == (0, 3) and faces.shape == (0, 3)
+    assert grid.n_evaluations == 125  # nothing to subdivide
+
+
+def test_batches_never_exceed_batch_size():
+    sizes = []
+
+    def field(p):
+        sizes.append(len(p))
+        return sphere()(p)
+
+    extract_grid(field, resolution0=16, upsampling_steps=2, batch_size=1000)
+    assert max(sizes) <= 1000
+
+
+def test_custom_box_bounds():
+    lower, upper = np.array([1.0, 2.0, 3.0]), np.array([3.0, 4.0, 5.0])
+    grid = extract_grid(sphere(0.5, center=(2, 3, 4)), resolution0=16, upsampling_steps=1, lower=lower, upper=upper)
+    vertices, _ = marching_cubes(grid, 0.0)
+    np.testing.assert_allclose(vertices.mean(axis=0), [2, 3, 4], atol=1e-2)
+
+
+def test_simplify_reaches_target_and_keeps_shape():
+    grid = extract_grid(sphere(), resolution0=32, upsampling_steps=1)
+    vertices, faces = marching_cubes(grid, 0.0)
+    small_v, small_f = simplify(vertices, faces, 500)
+    assert len(small_f) <= 500 < len(faces)
+    radii = np.linalg.norm(small_v, axis=1)
+    assert np.all(np.abs(radii - 0.35) < 0.02)
+
+
+def test_refinement_moves_vertices_towards_the_surface():
+    radius = 0.3
+    grid = extract_grid(sphere(radius), resolution0=8, upsampling_steps=0)
+    vertices, faces = marching_cubes(grid, 0.0)
+    vertices = vertices * 1.05  # start off the surface
+
+    def decode(points: torch.Tensor) -> torch.Tensor:
+        return 20.0 * (radius - points.norm(dim=1))
+
+    before = np.abs(np.linalg.norm(vertices, axis=1) - radius).mean()
+    refined = refine_vertices(vertices, faces, decode, threshold=0.5, steps=80, learning_rate=1e-3)
+    after = np.abs(np.linalg.norm(refined, axis=1) - radius).mean()
+    assert after < 0.5 * before
