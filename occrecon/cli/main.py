@@ -6,11 +6,15 @@ import os
 import sys
 import traceback
 
-import click
 import typer
 
 from occrecon._version import __version__
 from occrecon.cli import _output as out
+
+try:  # typer >= 0.20 vendors click; older releases use click itself
+    from typer._click.exceptions import ClickException as _ClickException
+except ImportError:  # pragma: no cover
+    from click import ClickException as _ClickException
 
 app = typer.Typer(
     name="occrecon",
@@ -69,12 +73,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         # Without standalone mode click returns the code a command exits with.
         code = app(args=args, standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         out.error("aborted")
         sys.exit(130)
-    except click.ClickException as exc:  # bad flags, missing arguments
+    except _ClickException as exc:  # bad flags, missing arguments, typer.BadParameter
         exc.show(file=sys.stderr)
         sys.exit(2)
     except InputError as exc:

@@ -71,8 +71,9 @@ def list_command(
             out.print_json(row)
         return
     table = Table(title="occrecon models", show_lines=False)
-    for column in ("name", "task", "source", "size", "cached", "description"):
-        table.add_column(column, overflow="fold")
+    for column in ("name", "task", "source", "size", "cached"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("description", overflow="fold")
     for row in rows:
         table.add_row(
             row["name"],

@@ -216,7 +216,7 @@ def make_command(kind: str, summary: str, exclude: tuple[str, ...] = ()) -> Call
         )
         raise typer.Exit(code)
 
-    signature = inspect.signature(command)
+    signature = inspect.signature(command, eval_str=True)
     command.__signature__ = signature.replace(  # type: ignore[attr-defined]
         parameters=[p for p in signature.parameters.values() if p.name not in exclude]
     )

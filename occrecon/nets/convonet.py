@@ -1,0 +1,446 @@
+"""Convolutional Occupancy Networks (Peng et al., ECCV 2020): encoders and decoders.
+
+Feature maps are returned as a dict ``{'xz'|'xy'|'yz': (B, C, R, R), 'grid': (B, C, R, R, R)}``.
+Plane maps are indexed [v, u] (e.g. 'xz' -> [z, x]) and the grid [z, y, x],
+which is what ``grid_sample`` expects for (u, v) / (x, y, z) sample coordinates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from occrecon.nets.coords import FEATURE_ORDER, coordinate_to_index, normalize_coordinate
+from occrecon.nets.layers import ResnetBlockFC
+from occrecon.nets.scatter import pool_local, scatter_mean
+from occrecon.nets.unet import UNet2D, UNet3D
+
+PLANES: tuple[str, ...] = ("xz", "xy", "yz")
+
+
+def feature_types(plane_type: str | Sequence[str]) -> list[str]:
+    """Normalise upstream's ``plane_type`` (a string such as ``'grid'`` or a list) to a list.
+
+    Args:
+        plane_type: ``'xz'``, ``'grid'``, ``['xz', 'xy', 'yz']``, ``['xz', 'xy', 'yz', 'grid']``...
+
+    Returns:
+        The requested feature types in canonical order (xz, xy, yz, grid).
+    """
+    wanted = [plane_type] if isinstance(plane_type, str) else list(plane_type)
+    unknown = set(wanted) - set(FEATURE_ORDER)
+    if unknown:
+        raise ValueError(f"unknown plane_type entries: {sorted(unknown)}")
+    return [f for f in FEATURE_ORDER if f in wanted]
+
+
+def map_to_local(p: torch.Tensor, unit_size: float) -> torch.Tensor:
+    """Position inside the voxel of size ``unit_size`` (``local_coord``), in [0, 1).
+
+    Args:
+        p: (..., 3) points.
+        unit_size: voxel edge length.
+
+    Returns:
+        (..., 3) ``(p mod unit_size) / unit_size`` with a non-negative remainder.
+    """
+    return torch.remainder(p, unit_size) / unit_size
+
+
+class _FeatureVolumes(nn.Module):
+    """Shared scatter-to-planes/grid logic plus the optional U-Nets.
+
+    Subclasses call :meth:`_init_volumes` after creating their own layers, so
+    that the U-Nets appear where upstream registers them in the state dict.
+    """
+
+    def _init_volumes(self, c_dim: int, plane_type: str | Sequence[str], plane_resolution: int | None,
+                      grid_resolution: int | None, unet: bool, unet_kwargs: Mapping[str, Any] | None,
+                      unet3d: bool, unet3d_kwargs: Mapping[str, Any] | None, padding: float) -> None:
+        """Store the feature-volume settings and build the U-Nets.
+
+        Args:
+            c_dim: feature channels.
+            plane_type: requested feature types.
+            plane_resolution: plane side length R (for planes).
+            grid_resolution: grid side length R (for the grid).
+            unet: build a shared 2D U-Net for the planes.
+            unet_kwargs: ``depth``, ``merge_mode``, ``start_filts``.
+            unet3d: build a 3D U-Net for the grid.
+            unet3d_kwargs: ``num_levels``, ``f_maps``, ``in_channels``, ``out_channels``.
+            padding: unit-box padding.
+        """
+        self.c_dim = c_dim
+        self.features = feature_types(plane_type)
+        self.reso_plane = plane_resolution
+        self.reso_grid = grid_resolution
+        self.padding = padding
+        self.unet = UNet2D(c_dim, in_channels=c_dim, **dict(unet_kwargs or {})) if unet else None
+        self.unet3d = UNet3D(**dict(unet3d_kwargs or {})) if unet3d else None
+
+    def _cells(self, feature: str) -> int:
+        if feature == "grid":
+            assert self.reso_grid is not None, "grid features need grid_resolution"
+            return self.reso_grid**3
+        assert self.reso_plane is not None, "plane features need plane_resolution"
+        return self.reso_plane**2
+
+    def _volume(self, c: torch.Tensor, index: torch.Tensor, feature: str) -> torch.Tensor:
+        """Scatter-mean (B, N, C) features into one feature map and run its U-Net.
+
+        Indices >= the cell count (the sliding window's overflow bin) are
+        dropped, as upstream does by trimming the extra column.
+        """
+        cells = self._cells(feature)
+        src = c.permute(0, 2, 1)
+        size = max(cells, int(index.max()) + 1) if index.numel() else cells
+        fea = scatter_mean(src, index, size)[:, :, :cells]
+        batch_size = c.size(0)
+        if feature == "grid":
+            r = self.reso_grid
+            fea = fea.reshape(batch_size, self.c_dim, r, r, r)
+            return self.unet3d(fea) if self.unet3d is not None else fea
+        r = self.reso_plane
+        fea = fea.reshape(batch_size, self.c_dim, r, r)
+        return self.unet(fea) if self.unet is not None else fea
+
+    def _volumes(self, c: torch.Tensor, index: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        # Upstream fills the dict grid first, then the planes.
+        order = (["grid"] if "grid" in self.features else []) + [f for f in self.features if f != "grid"]
+        return {f: self._volume(c, index[f], f) for f in order}
+
+
+class LocalPoolPointnet(_FeatureVolumes):
+    """ResNet PointNet with local pooling onto planes / a grid (``pointnet_local_pool``).
+
+    Args:
+        c_dim: feature channels (32 in every checkpoint).
+        dim: point dimension.
+        hidden_dim: block width.
+        scatter_type: local pooling reduction, ``'max'`` (all checkpoints) or ``'mean'``.
+        unet, unet_kwargs, unet3d, unet3d_kwargs: U-Net settings (see upstream configs).
+        plane_resolution: plane side (64 ShapeNet, 128 rooms).
+        grid_resolution: grid side (32 or 64).
+        plane_type: feature types, e.g. ``['xz', 'xy', 'yz']`` or ``'grid'``.
+        padding: unit-box padding (0.1).
+        n_blocks: residual blocks.
+    """
+
+    def __init__(self, c_dim: int = 32, dim: int = 3, hidden_dim: int = 32, scatter_type: str = "max",
+                 unet: bool = False, unet_kwargs: Mapping[str, Any] | None = None, unet3d: bool = False,
+                 unet3d_kwargs: Mapping[str, Any] | None = None, plane_resolution: int | None = None,
+                 grid_resolution: int | None = None, plane_type: str | Sequence[str] = "xz",
+                 padding: float = 0.1, n_blocks: int = 5) -> None:
+        super().__init__()
+        if scatter_type not in ("max", "mean"):
+            raise ValueError(f"scatter_type must be 'max' or 'mean', got {scatter_type!r}")
+        self.scatter_type = scatter_type
+        self.fc_pos = nn.Linear(dim, 2 * hidden_dim)
+        self.blocks = nn.ModuleList(ResnetBlockFC(2 * hidden_dim, hidden_dim) for _ in range(n_blocks))
+        self.fc_c = nn.Linear(hidden_dim, c_dim)
+        self._init_volumes(c_dim, plane_type, plane_resolution, grid_resolution, unet, unet_kwargs,
+                           unet3d, unet3d_kwargs, padding)
+
+    def point_index(self, p: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Cell index of every point for every feature type.
+
+        Args:
+            p: (B, N, 3) points in the padded unit box.
+
+        Returns:
+            feature type -> (B, 1, N) int64 index, in the order xz, xy, yz, grid.
+        """
+        index = {}
+        for f in self.features:
+            reso = self.reso_grid if f == "grid" else self.reso_plane
+            index[f] = coordinate_to_index(normalize_coordinate(p, f, self.padding), reso)
+        return index
+
+    def forward(self, p: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Encode (B, N, 3) points into feature maps ``{'xz': (B, C, R, R), ..., 'grid': (B, C, R, R, R)}``."""
+        index = self.point_index(p)
+        sizes = {f: self._cells(f) for f in index}
+        net = self.blocks[0](self.fc_pos(p))
+        for block in self.blocks[1:]:
+            pooled = pool_local(net, index, sizes, self.scatter_type)
+            net = block(torch.cat([net, pooled], dim=2))
+        c = self.fc_c(net)
+        return self._volumes(c, index)
+
+
+class PatchLocalPoolPointnet(_FeatureVolumes):
+    """Crop encoder of the sliding-window scene model (``pointnet_crop_local_pool``).
+
+    Unlike :class:`LocalPoolPointnet` it does not compute cell indices itself:
+    the caller crops the scene and passes, per feature type, the index of each
+    point inside the crop's input volume (see :func:`occrecon.nets.coords.crop_index`).
+    An index equal to the cell count is an overflow bin for points outside the
+    crop; they still take part in local pooling but not in the feature volume.
+
+    Args:
+        c_dim: feature channels.
+        dim: point dimension.
+        hidden_dim: block width.
+        scatter_type: ``'max'`` or ``'mean'``.
+        unet, unet_kwargs, unet3d, unet3d_kwargs: U-Net settings.
+        plane_resolution: plane side of one input crop.
+        grid_resolution: grid side of one input crop (e.g. 88 training, 160 Matterport demo);
+            it changes no parameter shape.
+        plane_type: feature types (``['grid']`` for the released model).
+        padding: unused by the crop model, kept for signature parity.
+        n_blocks: residual blocks.
+        local_coord: feed ``(p mod unit_size) / unit_size`` instead of ``p`` to ``fc_pos``.
+        pos_encoding: only ``'linear'`` (identity) is supported.
+        unit_size: voxel size of the local coordinates.
+    """
+
+    def __init__(self, c_dim: int = 32, dim: int = 3, hidden_dim: int = 32, scatter_type: str = "max",
+                 unet: bool = False, unet_kwargs: Mapping[str, Any] | None = None, unet3d: bool = False,
+                 unet3d_kwargs: Mapping[str, Any] | None = None, plane_resolution: int | None = None,
+                 grid_resolution: int | None = None, plane_type: str | Sequence[str] = "xz",
+                 padding: float = 0.1, n_blocks: int = 5, local_coord: bool = False,
+                 pos_encoding: str = "linear", unit_size: float = 0.1) -> None:
+        super().__init__()
+        if scatter_type not in ("max", "mean"):
+            raise ValueError(f"scatter_type must be 'max' or 'mean', got {scatter_type!r}")
+        if pos_encoding != "linear":
+            raise ValueError("only pos_encoding='linear' is supported (no checkpoint uses 'sin_cos')")
+        self.scatter_type = scatter_type
+        self.local_coord = local_coord
+        self.unit_size = unit_size
+        # Attribute order reproduces upstream's state-dict order.
+        self.blocks = nn.ModuleList(ResnetBlockFC(2 * hidden_dim, hidden_dim) for _ in range(n_blocks))
+        self.fc_c = nn.Linear(hidden_dim, c_dim)
+        self._init_volumes(c_dim, plane_type, plane_resolution, grid_resolution, unet, unet_kwargs,
+                           unet3d, unet3d_kwargs, padding)
+        self.fc_pos = nn.Linear(dim, 2 * hidden_dim)
+
+    def forward(self, inputs: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """Encode one crop.
+
+        Args:
+            inputs: ``{'points': (B, N, 3) points in the scene's (metric) frame,
+                'index': {feature: (B, 1, N) int64 cell index in the input crop}}``
+                with one index per feature type of the model (``'grid'``).
+
+        Returns:
+            ``{'grid': (B, C, R, R, R)}`` (or planes), R = the crop resolution.
+        """
+        p = inputs["points"]
+        index = dict(inputs["index"])
+        net = self.fc_pos(map_to_local(p, self.unit_size) if self.local_coord else p)
+        net = self.blocks[0](net)
+        # Upstream's pooling sizes each reduction by the largest index present.
+        sizes = {f: int(idx.max()) + 1 for f, idx in index.items()}
+        for block in self.blocks[1:]:
+            pooled = pool_local(net, index, sizes, self.scatter_type)
+            net = block(torch.cat([net, pooled], dim=2))
+        c = self.fc_c(net)
+        return self._volumes(c, index)
+
+
+class LocalVoxelEncoder(_FeatureVolumes):
+    """Per-voxel 3D conv features scattered onto planes / a grid (``voxel_simple_local``).
+
+    Voxel ``[i, j, k]`` is placed at ``(l[i], l[j], l[k])`` with
+    ``l = linspace(-0.5, 0.5, 32)`` (not ONet's cell centres).
+
+    Args:
+        dim: unused (signature parity).
+        c_dim: feature channels.
+        unet, unet_kwargs, unet3d, unet3d_kwargs: U-Net settings.
+        plane_resolution: plane side (64).
+        grid_resolution: grid side (32).
+        plane_type: feature types; ``'grid'`` excludes planes, as upstream.
+        kernel_size: 3 (padding 1) or 1.
+        padding: unit-box padding.
+    """
+
+    def __init__(self, dim: int = 3, c_dim: int = 32, unet: bool = False,
+                 unet_kwargs: Mapping[str, Any] | None = None, unet3d: bool = False,
+                 unet3d_kwargs: Mapping[str, Any] | None = None, plane_resolution: int | None = 512,
+                 grid_resolution: int | None = None, plane_type: str | Sequence[str] = "xz",
+                 kernel_size: int = 3, padding: float = 0.1) -> None:
+        super().__init__()
+        self.conv_in = nn.Conv3d(1, c_dim, kernel_size, padding=0 if kernel_size == 1 else 1)
+        self._init_volumes(c_dim, plane_type, plane_resolution, grid_resolution, unet, unet_kwargs,
+                           unet3d, unet3d_kwargs, padding)
+        if "grid" in self.features:
+            self.features = ["grid"]
+
+    @staticmethod
+    def voxel_centres(shape: Sequence[int], device: torch.device | None = None) -> torch.Tensor:
+        """Positions ConvONet assigns to the voxels of an (X, Y, Z) grid.
+
+        Args:
+            shape: (X, Y, Z) grid shape.
+            device: output device.
+
+        Returns:
+            (X*Y*Z, 3) points, row-major over [x, y, z].
+        """
+        axes = [torch.linspace(-0.5, 0.5, n, device=device) for n in shape]
+        grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
+        return grid.reshape(-1, 3)
+
+    def forward(self, voxels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Encode (B, X, Y, Z) 0/1 grids into feature maps."""
+        batch_size = voxels.size(0)
+        p = self.voxel_centres(voxels.shape[1:], voxels.device).unsqueeze(0).expand(batch_size, -1, -1)
+        c = F.relu(self.conv_in(voxels.unsqueeze(1))).reshape(batch_size, self.c_dim, -1).permute(0, 2, 1)
+        index = {}
+        for f in self.features:
+            reso = self.reso_grid if f == "grid" else self.reso_plane
+            index[f] = coordinate_to_index(normalize_coordinate(p, f, self.padding), reso)
+        return self._volumes(c, index)
+
+
+def sample_feature(u: torch.Tensor, fea: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+    """Sample a plane or grid at normalised coordinates (align_corners=True, border padding).
+
+    Args:
+        u: (B, M, 2) for a plane (B, C, R, R) or (B, M, 3) for a grid (B, C, R, R, R); in [0, 1].
+        fea: feature map.
+        mode: ``'bilinear'`` (trilinear on grids) or ``'nearest'``.
+
+    Returns:
+        (B, C, M) sampled features.
+    """
+    vgrid = 2.0 * u.float() - 1.0
+    vgrid = vgrid[:, :, None] if u.size(-1) == 2 else vgrid[:, :, None, None]
+    out = F.grid_sample(fea, vgrid, mode=mode, padding_mode="border", align_corners=True)
+    return out.reshape(out.size(0), out.size(1), -1)
+
+
+class _LocalMLP(nn.Module):
+    """The point MLP shared by both local decoders: ``fc_out(relu(blocks(fc_p(p) + fc_c(c))))``."""
+
+    n_blocks: int
+    c_dim: int
+
+    def _run(self, p: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+        net = self.fc_p(p)
+        for i in range(self.n_blocks):
+            if c is not None:
+                net = net + self.fc_c[i](c)
+            net = self.blocks[i](net)
+        return self.fc_out(F.relu(net)).squeeze(-1)
+
+    @staticmethod
+    def _sum_features(samples: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        # Summation order grid, xz, xy, yz is upstream's; it matters for the last bit.
+        total: torch.Tensor | int = 0
+        for f in ("grid",) + PLANES:
+            if f in samples:
+                total = total + samples[f]
+        assert isinstance(total, torch.Tensor)
+        return total.transpose(1, 2)
+
+
+class LocalDecoder(_LocalMLP):
+    """Occupancy MLP conditioned on features interpolated from planes / grid (``simple_local``).
+
+    Args:
+        dim: point dimension.
+        c_dim: feature channels (0 = unconditioned).
+        hidden_size: width.
+        n_blocks: residual blocks.
+        leaky: unsupported (no checkpoint uses it); must be False.
+        sample_mode: ``'bilinear'`` or ``'nearest'``.
+        padding: unit-box padding used to normalise the queries.
+    """
+
+    def __init__(self, dim: int = 3, c_dim: int = 32, hidden_size: int = 32, n_blocks: int = 5,
+                 leaky: bool = False, sample_mode: str = "bilinear", padding: float = 0.1) -> None:
+        super().__init__()
+        if leaky:
+            raise ValueError("leaky decoders are not supported")
+        self.c_dim = c_dim
+        self.n_blocks = n_blocks
+        if c_dim != 0:
+            self.fc_c = nn.ModuleList(nn.Linear(c_dim, hidden_size) for _ in range(n_blocks))
+        self.fc_p = nn.Linear(dim, hidden_size)
+        self.blocks = nn.ModuleList(ResnetBlockFC(hidden_size) for _ in range(n_blocks))
+        self.fc_out = nn.Linear(hidden_size, 1)
+        self.sample_mode = sample_mode
+        self.padding = padding
+
+    def forward(self, p: torch.Tensor, c_plane: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Decode logits.
+
+        Args:
+            p: (B, M, 3) query points in the padded unit box.
+            c_plane: feature maps from the encoder.
+
+        Returns:
+            (B, M) occupancy logits.
+        """
+        c = None
+        if self.c_dim != 0:
+            samples = {f: sample_feature(normalize_coordinate(p, f, self.padding), fea, self.sample_mode)
+                       for f, fea in c_plane.items()}
+            c = self._sum_features(samples)
+        return self._run(p.float(), c)
+
+
+class PatchLocalDecoder(_LocalMLP):
+    """Decoder of the sliding-window crop model (``simple_local_crop``).
+
+    Args:
+        dim: point dimension.
+        c_dim: feature channels.
+        hidden_size: width.
+        leaky: unsupported; must be False.
+        n_blocks: residual blocks.
+        sample_mode: ``'bilinear'`` or ``'nearest'``.
+        local_coord: feed ``(p mod unit_size) / unit_size`` to ``fc_p``.
+        pos_encoding: only ``'linear'``.
+        unit_size: voxel size.
+        padding: unused (signature parity).
+    """
+
+    def __init__(self, dim: int = 3, c_dim: int = 32, hidden_size: int = 32, leaky: bool = False,
+                 n_blocks: int = 5, sample_mode: str = "bilinear", local_coord: bool = False,
+                 pos_encoding: str = "linear", unit_size: float = 0.1, padding: float = 0.1) -> None:
+        super().__init__()
+        if leaky:
+            raise ValueError("leaky decoders are not supported")
+        if pos_encoding != "linear":
+            raise ValueError("only pos_encoding='linear' is supported (no checkpoint uses 'sin_cos')")
+        self.c_dim = c_dim
+        self.n_blocks = n_blocks
+        if c_dim != 0:
+            self.fc_c = nn.ModuleList(nn.Linear(c_dim, hidden_size) for _ in range(n_blocks))
+        self.fc_out = nn.Linear(hidden_size, 1)
+        self.blocks = nn.ModuleList(ResnetBlockFC(hidden_size) for _ in range(n_blocks))
+        self.fc_p = nn.Linear(dim, hidden_size)
+        self.sample_mode = sample_mode
+        self.local_coord = local_coord
+        self.unit_size = unit_size
+
+    def forward(self, p: Mapping[str, Any], c_plane: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Decode logits for one crop.
+
+        Args:
+            p: ``{'p': (B, M, 3) query points in the scene frame,
+                'p_n': {feature: (B, M, 3|2) coordinates normalised to the crop's
+                input volume, (p - lb_in) / (ub_in - lb_in)}}``
+                (see :func:`occrecon.nets.coords.crop_normalize`).
+            c_plane: feature maps of the crop from :class:`PatchLocalPoolPointnet`.
+
+        Returns:
+            (B, M) occupancy logits.
+        """
+        points = p["p"].float()
+        c = None
+        if self.c_dim != 0:
+            p_n = p["p_n"]
+            samples = {f: sample_feature(p_n[f], fea, self.sample_mode) for f, fea in c_plane.items()}
+            c = self._sum_features(samples)
+        if self.local_coord:
+            points = map_to_local(points, self.unit_size)
+        return self._run(points, c)

@@ -1,0 +1,224 @@
+"""`occrecon image|points|voxels|models`: batches, outputs, exit codes and messages."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trimesh
+from PIL import Image
+
+from occrecon.cli.main import main
+from tiny_models import save_tiny_model
+
+
+def run(args: list[str], capsys) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def points_model(tmp_path_factory) -> Path:
+    return save_tiny_model("points", tmp_path_factory.mktemp("models") / "points")
+
+
+@pytest.fixture(scope="module")
+def image_model(tmp_path_factory) -> Path:
+    return save_tiny_model("image", tmp_path_factory.mktemp("models") / "image")
+
+
+@pytest.fixture(scope="module")
+def voxels_model(tmp_path_factory) -> Path:
+    return save_tiny_model("voxels", tmp_path_factory.mktemp("models") / "voxels")
+
+
+def sphere_cloud(n=2000, center=(0.0, 0.0, 0.0), radius=1.0, seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    p = rng.normal(size=(n, 3))
+    return p / np.linalg.norm(p, axis=1, keepdims=True) * radius + np.asarray(center)
+
+
+def write_xyz(path: Path, points: np.ndarray) -> Path:
+    np.savetxt(path, points, fmt="%.6f")
+    return path
+
+
+def test_points_batch_writes_one_mesh_per_input_and_json(points_model, tmp_path, capsys):
+    inputs = [write_xyz(tmp_path / f"s{i}.xyz", sphere_cloud(seed=i)) for i in range(2)]
+    code, out, err = run(["points", *inputs, "--model", points_model, "-d", tmp_path / "out", "--json"], capsys)
+    assert code == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["status"] for r in records] == ["ok", "ok"]
+    assert {Path(r["output"]).name for r in records} == {"s0.obj", "s1.obj"}
+    for record in records:
+        mesh = trimesh.load(record["output"], force="mesh")
+        assert len(mesh.faces) == record["faces"] > 0
+        assert record["model"] == str(points_model) and record["seconds"] > 0
+        assert set(record) >= {"input", "output", "status", "error", "vertices", "faces", "seconds", "model", "model_revision"}
+
+
+def test_mesh_comes_back_in_the_input_frame(points_model, tmp_path, capsys):
+    center, radius = np.array([100.0, -20.0, 5.0]), 30.0
+    src = write_xyz(tmp_path / "far.xyz", sphere_cloud(center=center, radius=radius))
+    code, _, err = run(["points", src, "--model", points_model, "-o", tmp_path / "far.ply", "-q"], capsys)
+    assert code == 0, err
+    mesh = trimesh.load(tmp_path / "far.ply", force="mesh")
+    # The model's box is ±0.55 of the normalised cloud: 1.1 × (2·radius) wide around the centre.
+    half = 0.55 * 2 * radius
+    assert np.all(mesh.bounds[0] >= center - half - 1e-6) and np.all(mesh.bounds[1] <= center + half + 1e-6)
+
+
+def test_existing_outputs_are_skipped_unless_overwrite(points_model, tmp_path, capsys):
+    src = write_xyz(tmp_path / "a.xyz", sphere_cloud())
+    target = tmp_path / "a.obj"
+    target.write_text("keep me")
+    code, out, _ = run(["points", src, "--model", points_model, "-d", tmp_path, "--json", "-q"], capsys)
+    assert code == 0 and json.loads(out)["status"] == "skipped"
+    assert target.read_text() == "keep me"
+    code, out, _ = run(["points", src, "--model", points_model, "-d", tmp_path, "--json", "-q", "--overwrite"], capsys)
+    assert code == 0 and json.loads(out)["status"] == "ok"
+    assert target.read_text() != "keep me"
+
+
+def test_one_bad_file_does_not_stop_the_batch(points_model, tmp_path, capsys):
+    good = write_xyz(tmp_path / "good.xyz", sphere_cloud())
+    bad = tmp_path / "bad.xyz"
+    bad.write_text("")
+    nan = tmp_path / "nan.npy"
+    np.save(nan, np.full((10, 3), np.nan))
+    out_dir = tmp_path / "out"
+    code, out, err = run(["points", bad, good, nan, tmp_path / "missing.ply", "--model", points_model, "-d", out_dir, "--json"], capsys)
+    assert code == 1
+    status = {Path(json.loads(line)["input"]).name: json.loads(line)["status"] for line in out.splitlines()}
+    assert status == {"bad.xyz": "failed", "good.xyz": "ok", "nan.npy": "failed", "missing.ply": "failed"}
+    assert sorted(p.name for p in out_dir.iterdir()) == ["good.obj"]
+    assert "Traceback" not in err
+    error_lines = [line for line in err.splitlines() if line.startswith("Error:")]
+    assert len(error_lines) == 3 and all(any(n in line for n in ("bad.xyz", "nan.npy", "missing.ply")) for line in error_lines)
+
+
+def test_folder_and_glob_inputs(points_model, tmp_path, capsys):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for i in range(3):
+        write_xyz(folder / f"p{i}.xyz", sphere_cloud(seed=i))
+    (folder / "notes.md").write_text("not a cloud")
+    code, out, _ = run(["points", folder, str(folder / "p1.*"), "--model", points_model, "-d", tmp_path / "o", "--json", "-q"], capsys)
+    assert code == 0
+    assert sorted(Path(json.loads(l)["input"]).name for l in out.splitlines()) == ["p0.xyz", "p1.xyz", "p2.xyz"]
+
+
+def test_shards_split_the_inputs(points_model, tmp_path, capsys, monkeypatch):
+    for i in range(5):
+        write_xyz(tmp_path / f"p{i}.xyz", sphere_cloud(n=300, seed=i))
+    code, out, _ = run(["points", tmp_path, "--model", points_model, "-d", tmp_path / "o", "--shard", "1/2", "--json", "-q", "--resolution", "4"], capsys)
+    assert code == 0
+    assert [Path(json.loads(l)["input"]).name for l in out.splitlines()] == ["p1.xyz", "p3.xyz"]
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "1")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "3")
+    code, out, _ = run(["points", tmp_path, "--model", points_model, "-d", tmp_path / "o2", "--json", "-q", "--resolution", "4"], capsys)
+    assert [Path(json.loads(l)["input"]).name for l in out.splitlines()] == ["p2.xyz"]
+
+
+@pytest.mark.parametrize("fmt", ["obj", "ply", "off", "glb", "stl"])
+def test_every_output_format_loads_back(points_model, tmp_path, capsys, fmt):
+    src = write_xyz(tmp_path / "s.xyz", sphere_cloud(n=500))
+    code, _, err = run(["points", src, "--model", points_model, "-o", tmp_path / f"mesh.{fmt}", "-q"], capsys)
+    assert code == 0, err
+    mesh = trimesh.load(tmp_path / f"mesh.{fmt}", force="mesh")
+    assert len(mesh.faces) > 0
+
+
+def test_usage_errors_exit_2(points_model, tmp_path, capsys):
+    a = write_xyz(tmp_path / "a.xyz", sphere_cloud())
+    b = write_xyz(tmp_path / "b.xyz", sphere_cloud(seed=3))
+    assert run(["points", a, b, "--model", points_model, "-o", tmp_path / "x.obj"], capsys)[0] == 2
+    assert run(["points", a, "--model", points_model, "--threshold", "1.5"], capsys)[0] == 2
+    assert run(["points", a, "--model", points_model, "--format", "fbx"], capsys)[0] == 2
+    assert run(["points", a, "--model", points_model, "--shard", "3/2"], capsys)[0] == 2
+    code, _, err = run(["points", a, "--model", "no-such-model"], capsys)
+    assert code == 2 and "unknown model 'no-such-model'" in err and "Traceback" not in err
+
+
+def test_model_for_another_input_kind_is_refused(image_model, tmp_path, capsys):
+    a = write_xyz(tmp_path / "a.xyz", sphere_cloud())
+    code, _, err = run(["points", a, "--model", image_model], capsys)
+    assert code == 2 and "takes image input" in err
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_missing_gpu_is_a_setup_error(points_model, tmp_path, capsys):
+    a = write_xyz(tmp_path / "a.xyz", sphere_cloud())
+    code, _, err = run(["points", a, "--model", points_model, "--device", "cuda"], capsys)
+    assert code == 2 and "CUDA is not available" in err
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without a GPU")
+def test_auto_device_says_once_that_it_uses_the_cpu(points_model, tmp_path, capsys):
+    inputs = [write_xyz(tmp_path / f"s{i}.xyz", sphere_cloud(n=300, seed=i)) for i in range(2)]
+    code, _, err = run(["points", *inputs, "--model", points_model, "-d", tmp_path / "o", "--resolution", "4"], capsys)
+    assert code == 0 and err.count("running on the CPU") == 1
+
+
+def test_image_command_saves_what_the_network_saw(image_model, tmp_path, capsys):
+    rgba = np.zeros((120, 160, 4), np.uint8)
+    rgba[30:90, 50:110] = (200, 40, 40, 255)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "chair.png")
+    code, _, err = run(["image", tmp_path / "chair.png", "--model", image_model, "-d", tmp_path / "o", "--save-input", "-q"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "o" / "chair.obj").is_file()
+    seen = Image.open(tmp_path / "o" / "chair.input.png")
+    assert seen.size == (224, 224) and seen.getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_transparent_image_is_a_clear_per_file_error(image_model, tmp_path, capsys):
+    Image.fromarray(np.zeros((64, 64, 4), np.uint8), "RGBA").save(tmp_path / "empty.png")
+    code, _, err = run(["image", tmp_path / "empty.png", "--model", image_model, "-d", tmp_path / "o"], capsys)
+    assert code == 1 and "empty.png" in err and "Traceback" not in err
+    assert not (tmp_path / "o" / "empty.obj").exists()
+
+
+def test_voxels_command(voxels_model, tmp_path, capsys):
+    grid = np.zeros((32, 32, 32), bool)
+    grid[8:24, 4:28, 10:20] = True
+    np.save(tmp_path / "block.npy", grid)
+    code, out, err = run(["voxels", tmp_path / "block.npy", "--model", voxels_model, "-d", tmp_path, "--json", "-q"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["status"] == "ok"
+
+
+def test_debug_shows_tracebacks(points_model, tmp_path, capsys):
+    bad = tmp_path / "bad.xyz"
+    bad.write_text("1 2\n")
+    code, _, err = run(["points", bad, "--model", points_model, "--debug", "-d", tmp_path], capsys)
+    assert code == 1 and "Traceback" in err
+
+
+def test_models_lists_registry_as_json(capsys):
+    code, out, _ = run(["models", "--json"], capsys)
+    rows = {json.loads(line)["name"]: json.loads(line) for line in out.splitlines()}
+    assert code == 0
+    assert rows["onet-img"]["source"] == "hub" and rows["onet-img"]["cached"] is False
+    assert rows["convonet-scene"]["task"] == "scene"
+
+
+def test_models_table_and_version(capsys):
+    code, out, _ = run(["models"], capsys)
+    assert code == 0 and "convonet-shapenet-3plane" in out
+    code, out, _ = run(["--version"], capsys)
+    assert code == 0 and out.startswith("occrecon ")
+
+
+def test_console_entry_point_runs():
+    result = subprocess.run([sys.executable, "-m", "occrecon", "--help"], capture_output=True, text=True, env={**os.environ})
+    assert result.returncode == 0
+    for command in ("image", "points", "voxels", "models", "convert", "eval"):
+        assert command in result.stdout
