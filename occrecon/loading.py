@@ -65,9 +65,9 @@ class OccupancyModel:
     @torch.inference_mode()
     def encode(self, inputs: torch.Tensor | None, batch_size: int = 1) -> Any:
         """Conditioning from network inputs: image (B,3,224,224) in [0,1], points (B,N,3), voxels (B,32,32,32), or None."""
-        if inputs is not None:
+        if isinstance(inputs, torch.Tensor):
             inputs = inputs.to(self.device, torch.float32)
-        return self.net.encode(inputs, batch_size=batch_size) if inputs is None else self.net.encode(inputs)
+        return self.net.encode(inputs, batch_size=batch_size)
 
     @torch.inference_mode()
     def decode(self, points: torch.Tensor, c: Any) -> torch.Tensor:
