@@ -44,6 +44,7 @@ def _register() -> None:
     from occrecon.cli.eval import eval_command
     from occrecon.cli.models import models_app
     from occrecon.cli.reconstruct import image_command, points_command, voxels_command
+    from occrecon.cli.train import train_command
 
     app.command("image")(image_command)
     app.command("points")(points_command)
@@ -51,11 +52,7 @@ def _register() -> None:
     app.add_typer(models_app, name="models")
     app.command("convert")(convert_command)
     app.command("eval")(eval_command)
-    try:
-        from occrecon.cli.train import train_app
-    except ImportError:
-        return
-    app.add_typer(train_app, name="train")
+    app.command("train")(train_command)
 
 
 _register()

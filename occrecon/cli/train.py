@@ -1,0 +1,93 @@
+"""`occrecon train`: train an image, points or voxels model on procedural shapes or your meshes."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from occrecon.cli import _output as out
+from occrecon.cli._options import DeviceOpt, JsonOpt, QuietOpt, SeedOpt
+
+
+class Task(str, Enum):
+    image = "image"
+    points = "points"
+    voxels = "voxels"
+
+
+def train_command(
+    task: Annotated[Task, typer.Argument(help="What the model reconstructs from.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Run folder: checkpoints, then the model folder.")],
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimisation steps.")] = 20_000,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Shapes per step.")] = 16,
+    lr: Annotated[float, typer.Option("--lr", help="Peak Adam learning rate.")] = 5e-4,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out exactly where it stopped.")] = False,
+    device: DeviceOpt = "auto",
+    data: Annotated[Optional[Path], typer.Option("--data", help="Train on this folder of watertight meshes instead of procedural shapes.")] = None,
+    from_model: Annotated[Optional[str], typer.Option("--from", help="Start from this model (name, Hub id or folder) and fine-tune.")] = None,
+    shapes: Annotated[int, typer.Option("--shapes", min=2, help="Procedural shapes to generate.")] = 4000,
+    val_shapes: Annotated[int, typer.Option("--val-shapes", min=1, help="Held-out shapes for validation IoU.")] = 64,
+    val_every: Annotated[int, typer.Option("--val-every", min=1, help="Validate every N steps.")] = 500,
+    cache: Annotated[Optional[Path], typer.Option("--cache", help="Dataset folder. [default: ~/.cache/occrecon/datasets/...]")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=0, help="Data processes.")] = 1,
+    full_precision: Annotated[bool, typer.Option("--fp32", help="Store float32 weights (default float16).")] = False,
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """Train a model; the result is a model folder that --model DIR loads."""
+    from occrecon.training import TrainConfig, train
+
+    if data is not None and not data.is_dir():
+        raise typer.BadParameter(f"{data} is not a folder of meshes", param_hint="--data")
+    config = TrainConfig(
+        task=task.value,
+        out=str(out_dir),
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        n_shapes=shapes,
+        val_shapes=val_shapes,
+        data=str(data) if data else None,
+        cache=str(cache) if cache else None,
+        seed=seed,
+        val_every=val_every,
+        workers=workers,
+        from_model=from_model,
+        half=not full_precision,
+        device=device,
+    )
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}", style="dim"),
+        console=out.stderr,
+        disable=quiet,
+    )
+    with progress:
+        data_bar = progress.add_task("data", total=None, info="")
+        train_bar = progress.add_task("train", total=steps, info="", visible=False)
+
+        def on_data(done: int, total: int) -> None:
+            progress.update(data_bar, completed=done, total=total, info="generating shapes")
+
+        def on_step(report) -> None:
+            info = f"loss {report.loss:.1f}, {report.shapes_per_second:.1f} shapes/s"
+            if report.best_iou is not None:
+                info += f", val IoU {report.val_iou:.3f} (best {report.best_iou:.3f})"
+            progress.update(train_bar, completed=report.step, info=info, visible=True)
+            if json_output and report.val_iou is not None:
+                out.print_json({"step": report.step, "loss": report.loss, "val_iou": report.val_iou})
+
+        folder = train(config, resume=resume, on_step=on_step, on_data=on_data)
+    if json_output:
+        out.print_json({"model": str(folder)})
+    elif not quiet:
+        out.stdout.print(f"model folder: {folder} (load it with --model {folder})", highlight=False)

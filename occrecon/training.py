@@ -1,0 +1,446 @@
+"""Training occupancy networks on procedural shapes (or a folder of the user's meshes).
+
+The loop is deliberately plain: Adam, binary cross-entropy on occupancy
+samples, periodic validation IoU on held-out shapes, and checkpoints that make
+a resumed run continue bit for bit. Batches are a function of the step number
+and the seed alone (``_batch_plan``), so a resumed run draws the same batches as
+one that never stopped, whatever the number of loader workers.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from occrecon.errors import OccreconError
+
+CHECKPOINT_NAME = "checkpoint.pt"
+STATE_NAME = "training_state.json"
+
+_GENERATION = {"threshold": 0.2, "resolution": 32, "upsampling_steps": 2, "padding": 0.1, "refinement_steps": 0, "simplify_faces": None}
+
+# Sizes chosen for 2 CPU cores and a 40 MB weights budget: the point and voxel
+# models keep upstream's ConvONet 3-plane layout (so the converted upstream
+# weights can be fine-tuned with --from), the image model keeps ONet's ResNet-18
+# encoder and CBN decoder but sees 128-pixel images (a third of the cost of 224).
+MODEL_TEMPLATES: dict[str, dict[str, Any]] = {
+    "points": {
+        "name": "convonet-points-synthetic",
+        "task": "points",
+        "base": "convonet-shapenet-3plane",
+        "input": {"kind": "points", "n_points": 3000, "noise": 0.005},
+    },
+    "voxels": {
+        "name": "convonet-voxels-synthetic",
+        "task": "voxels",
+        "base": "convonet-voxels-3plane",
+        "input": {"kind": "voxels", "resolution": 32, "convention": "cell_centre"},
+    },
+    "image": {
+        "name": "onet-img-synthetic",
+        "task": "image",
+        "base": "onet-img",
+        "input": {"kind": "image", "image_size": 128},
+    },
+}
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on (saved next to its checkpoints).
+
+    Attributes:
+        task: ``image``, ``points`` or ``voxels``.
+        out: run folder: checkpoints while training, the model folder at the end.
+        steps: optimisation steps.
+        batch_size: shapes per step.
+        lr: Adam learning rate (cosine-decayed to 5% over ``steps``).
+        n_query: occupancy samples per shape and step (upstream: 2048).
+        near_fraction: share of those drawn near the surface.
+        n_shapes: procedural shapes to generate (ignored with ``data``).
+        val_shapes: shapes held out for validation IoU.
+        data: folder of the user's meshes to train on instead.
+        cache: dataset folder (generated on first use, reused after).
+        seed: seeds data generation, batches and initialisation.
+        val_every: validation period in steps.
+        checkpoint_every: checkpoint period in steps.
+        workers: data-loader (and data-generation) processes.
+        from_model: model to start from (a name, Hub id or folder).
+        half: store the final weights as float16.
+    """
+
+    task: str
+    out: str
+    steps: int = 20_000
+    batch_size: int = 16
+    lr: float = 5e-4
+    n_query: int = 2048
+    near_fraction: float = 0.5
+    n_shapes: int = 4000
+    val_shapes: int = 64
+    data: str | None = None
+    cache: str | None = None
+    seed: int = 0
+    val_every: int = 500
+    checkpoint_every: int = 250
+    workers: int = 1
+    from_model: str | None = None
+    half: bool = True
+    device: str = "auto"
+    prepare_kwargs: dict[str, Any] = field(
+        default_factory=lambda: {"n_uniform": 20_000, "n_near": 20_000, "n_surface": 20_000, "n_views": 6, "image_size": 137}
+    )
+
+
+@dataclass
+class StepReport:
+    step: int
+    loss: float
+    shapes_per_second: float
+    val_iou: float | None = None
+    best_iou: float | None = None
+
+
+def default_cache_dir(config: TrainConfig) -> Path:
+    """Where the generated dataset lives: ``$OCCRECON_CACHE`` or ``~/.cache/occrecon``."""
+    root = Path(os.environ.get("OCCRECON_CACHE", Path.home() / ".cache" / "occrecon"))
+    if config.data:
+        return root / "datasets" / f"meshes-{Path(config.data).resolve().name}-seed{config.seed}"
+    return root / "datasets" / f"procedural-seed{config.seed}-n{config.n_shapes + config.val_shapes}"
+
+
+def model_config(task: str) -> dict[str, Any]:
+    """The config of a fresh model for ``task`` (architecture from the upstream preset it is based on)."""
+    from occrecon.nets import ARCHITECTURE_PRESETS
+
+    if task not in MODEL_TEMPLATES:
+        raise OccreconError(f"cannot train task {task!r}; choose one of {', '.join(MODEL_TEMPLATES)}")
+    template = MODEL_TEMPLATES[task]
+    base = ARCHITECTURE_PRESETS[template["base"]]
+    return {
+        "name": template["name"],
+        "task": task,
+        "description": f"{base['name']} architecture trained by occrecon on procedural shapes",
+        "architecture": copy.deepcopy(base["architecture"]),
+        "input": copy.deepcopy(template["input"]),
+        "generation": dict(_GENERATION),
+    }
+
+
+def _lr_at(step: int, config: TrainConfig) -> float:
+    warmup = min(200, config.steps // 10)
+    if step < warmup:
+        return config.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, config.steps - warmup)
+    return config.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+class _SeededItems(torch.utils.data.Dataset):
+    """Wraps a dataset so that item ``(index, seed)`` is drawn with that seed (exact resumes)."""
+
+    def __init__(self, base: torch.utils.data.Dataset):
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
+        index, seed = key
+        torch.manual_seed(seed)
+        return self.base[index]
+
+
+class _BatchPlan(torch.utils.data.Sampler):
+    """Batch ``s`` = shape indices and item seeds drawn from ``(seed, s)``; starts at ``start``."""
+
+    def __init__(self, n_items: int, batch_size: int, seed: int, start: int, stop: int):
+        self.n_items, self.batch_size, self.seed, self.start, self.stop = n_items, batch_size, seed, start, stop
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def __iter__(self):
+        for step in range(self.start, self.stop):
+            rng = np.random.default_rng([self.seed, 7, step])
+            indices = rng.choice(self.n_items, size=self.batch_size, replace=self.n_items < self.batch_size)
+            seeds = rng.integers(0, 2**31 - 1, size=self.batch_size)
+            yield [(int(i), int(s)) for i, s in zip(indices, seeds)]
+
+
+def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in items[0]:
+        values = [item[key] for item in items]
+        out[key] = torch.stack(values) if isinstance(values[0], torch.Tensor) else values
+    return out
+
+
+def _dataset(config: TrainConfig, indices: np.ndarray, model_cfg: dict[str, Any]):
+    from occrecon.data.cache import ShardDataset
+
+    spec = model_cfg["input"]
+    return ShardDataset(
+        config.cache,
+        config.task,
+        n_query=config.n_query,
+        near_fraction=config.near_fraction,
+        n_input_points=int(spec.get("n_points", 3000)),
+        noise_std=float(spec.get("noise", 0.005)),
+        image_size=int(spec.get("image_size", 224)),
+        indices=indices,
+    )
+
+
+def prepare_data(config: TrainConfig, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Generate (or complete) the dataset of a run; returns its manifest."""
+    from occrecon.data.cache import build_dataset
+
+    if config.cache is None:
+        config.cache = str(default_cache_dir(config))
+    return build_dataset(
+        config.cache,
+        None if config.data else config.n_shapes + config.val_shapes,
+        config.seed,
+        workers=max(1, config.workers),
+        source=config.data,
+        progress=progress,
+        prepare_kwargs=config.prepare_kwargs,
+    )
+
+
+@torch.no_grad()
+def validation_iou(net: torch.nn.Module, dataset, device: torch.device, *, threshold: float = 0.2, seed: int = 12345) -> float:
+    """Mean IoU of predicted occupancy (probability ≥ threshold) on held-out shapes' uniform samples."""
+    from occrecon.metrics import iou_from_occupancy
+
+    net.eval()
+    ious = []
+    logit = math.log(threshold) - math.log1p(-threshold)
+    for position in range(len(dataset)):
+        torch.manual_seed(seed + position)
+        item = dataset[position]
+        inputs = item["inputs"][None].to(device)
+        points = item["points"][None].to(device)
+        predicted = (net.decode(points, net.encode(inputs)) >= logit)[0].cpu().numpy()
+        ious.append(float(iou_from_occupancy(predicted, item["occ"].numpy() > 0.5)))
+    return float(np.mean(ious)) if ious else float("nan")
+
+
+def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path) -> dict[str, Any]:
+    # Our own files, but still no arbitrary unpickling: tensors, numbers and strings only.
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _initial_network(config: TrainConfig, model_cfg: dict[str, Any], device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
+    from occrecon.loading import load_model
+    from occrecon.nets import build_network
+
+    if config.from_model:
+        base = load_model(config.from_model, device="cpu")
+        if base.task != config.task:
+            raise OccreconError(f"--from {config.from_model} is a {base.task} model, not {config.task}")
+        cfg = copy.deepcopy(base.config)
+        cfg.update({"name": model_cfg["name"], "description": f"{base.name} fine-tuned by occrecon"})
+        cfg.pop("source", None)
+        cfg.pop("upstream", None)
+        cfg["base_model"] = base.name
+        return base.net.to(device), cfg
+    torch.manual_seed(config.seed)
+    return build_network(model_cfg["architecture"]).to(device), model_cfg
+
+
+def train(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    on_step: Callable[[StepReport], None] | None = None,
+    on_data: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Train a model and write its model folder to ``config.out``.
+
+    Args:
+        config: run settings.
+        resume: continue from ``out/checkpoint.pt`` (exactly where it stopped).
+        on_step: called after every step with loss and throughput (and validation IoU when run).
+        on_data: progress of dataset generation, ``(done, total)``.
+
+    Returns:
+        The model folder (``config.out``), loadable with ``occrecon.load_model``.
+    """
+    from occrecon.device import resolve_device
+    from occrecon.loading import save_model_folder
+
+    out = Path(config.out)
+    checkpoint_path = out / CHECKPOINT_NAME
+    if resume:
+        if not checkpoint_path.is_file():
+            raise OccreconError(f"{out}: nothing to resume (no {CHECKPOINT_NAME}); drop --resume to start")
+        saved = json.loads((out / STATE_NAME).read_text())["config"]
+        saved.update({"steps": config.steps, "workers": config.workers, "device": config.device})
+        config = TrainConfig(**saved)
+    elif checkpoint_path.exists():
+        raise OccreconError(f"{out}: holds a training run already; pass --resume to continue it or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+
+    device, _ = resolve_device(config.device)
+    manifest = prepare_data(config, on_data)
+    n_total = int(manifest["n_shapes"])
+    n_val = min(config.val_shapes, max(1, n_total // 10))
+    if n_total - n_val < 1:
+        raise OccreconError("the dataset is too small to hold out validation shapes")
+    model_cfg = model_config(config.task)
+    net, model_cfg = _initial_network(config, model_cfg, device)
+    train_set = _dataset(config, np.arange(n_total - n_val), model_cfg)
+    val_set = _dataset(config, np.arange(n_total - n_val, n_total), model_cfg)
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
+
+    start_step, best_iou, history, elapsed = 0, -1.0, [], 0.0
+    if resume:
+        state = _load_checkpoint(checkpoint_path)
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_step, best_iou, elapsed = int(state["step"]), float(state["best_iou"]), float(state["elapsed"])
+        history = json.loads((out / STATE_NAME).read_text()).get("history", [])
+    (out / STATE_NAME).write_text(json.dumps({"config": asdict(config), "history": history}, indent=1))
+
+    loader = torch.utils.data.DataLoader(
+        _SeededItems(train_set),
+        batch_sampler=_BatchPlan(len(train_set), config.batch_size, config.seed, start_step, config.steps),
+        num_workers=config.workers,
+        collate_fn=_collate,
+        persistent_workers=False,
+        prefetch_factor=4 if config.workers else None,
+    )
+
+    def save(step: int) -> None:
+        _save_checkpoint(
+            checkpoint_path,
+            {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "best_iou": best_iou, "elapsed": elapsed},
+        )
+        (out / STATE_NAME).write_text(json.dumps({"config": asdict(config), "history": history}, indent=1))
+
+    net.train()
+    tick = time.perf_counter()
+    step = start_step
+    for step, batch in enumerate(loader, start=start_step):
+        for group in optimizer.param_groups:
+            group["lr"] = _lr_at(step, config)
+        inputs = batch["inputs"].to(device)
+        points, occ = batch["points"].to(device), batch["occ"].to(device)
+        logits = net.decode(points, net.encode(inputs))
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, occ, reduction="none").sum(-1).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+        now = time.perf_counter()
+        elapsed += now - tick
+        rate = config.batch_size / max(now - tick, 1e-9)
+        tick = now
+        done = step + 1
+        report = StepReport(step=done, loss=loss.item(), shapes_per_second=rate)
+        if done % config.val_every == 0 or done == config.steps:
+            iou = validation_iou(net, val_set, device)
+            net.train()
+            history.append({"step": done, "val_iou": iou, "loss": report.loss, "elapsed_s": round(elapsed, 1)})
+            if iou > best_iou:
+                best_iou = iou
+                save_model_folder(net, _final_config(model_cfg, config, done, elapsed, iou, manifest, device), out, half=config.half)
+            report.val_iou, report.best_iou = iou, best_iou
+            tick = time.perf_counter()  # validation time is not training throughput
+        if done % config.checkpoint_every == 0 or done == config.steps:
+            save(done)
+        if on_step:
+            on_step(report)
+    if best_iou < 0:  # no validation ran (resumed at the end)
+        save_model_folder(net, _final_config(model_cfg, config, step, elapsed, None, manifest, device), out, half=config.half)
+    _write_card(out)
+    return out
+
+
+def _final_config(model_cfg: dict[str, Any], config: TrainConfig, step: int, elapsed: float, iou: float | None, manifest: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    cfg = copy.deepcopy(model_cfg)
+    cfg["training"] = {
+        "data": "user meshes" if config.data else "occrecon procedural shapes",
+        "data_seed": config.seed,
+        "n_shapes": int(manifest["n_shapes"]),
+        "families": manifest.get("families"),
+        "generator_version": manifest.get("generator_version"),
+        "steps": step,
+        "batch_size": config.batch_size,
+        "learning_rate": config.lr,
+        "n_query": config.n_query,
+        "near_fraction": config.near_fraction,
+        "wall_time_s": round(elapsed, 1),
+        "hardware": _hardware(device),
+        "validation_iou": None if iou is None else round(iou, 4),
+        "validation_shapes": config.val_shapes,
+        "storage": "float16" if config.half else "float32",
+    }
+    return cfg
+
+
+def _hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def _write_card(folder: Path) -> None:
+    from occrecon.loading import CARD_NAME, read_config
+
+    config = read_config(folder)
+    folder.joinpath(CARD_NAME).write_text(model_card(config))
+
+
+def model_card(config: dict[str, Any], benchmark: str | None = None) -> str:
+    """Markdown model card of a trained model (``benchmark`` adds measured quality figures)."""
+    t = config.get("training", {})
+    arch = config["architecture"]
+    lines = [
+        "---",
+        "library_name: occrecon",
+        "license: mit",
+        f"pipeline_tag: {'image-to-3d' if config['task'] == 'image' else 'other'}",
+        "---",
+        f"# {config['name']}",
+        "",
+        config.get("description", ""),
+        "",
+        "## Architecture",
+        f"- `{arch['method']}`: encoder `{arch['encoder']}` {json.dumps(arch.get('encoder_kwargs', {}))}, decoder `{arch['decoder']}` {json.dumps(arch.get('decoder_kwargs', {}))}, c_dim {arch.get('c_dim')}",
+        f"- Input: {json.dumps(config.get('input', {}))}",
+        "",
+        "## Training",
+        f"- Data: {t.get('data')} ({t.get('n_shapes')} shapes, generator v{t.get('generator_version')}, seed {t.get('data_seed')}); families: {', '.join(t.get('families') or []) or 'n/a'}",
+        f"- Steps: {t.get('steps')}, batch size {t.get('batch_size')}, Adam lr {t.get('learning_rate')} (cosine), {t.get('n_query')} occupancy samples per shape ({int(100 * (t.get('near_fraction') or 0))}% near the surface)",
+        f"- Wall time: {t.get('wall_time_s')} s on {t.get('hardware')}",
+        f"- Validation IoU ({t.get('validation_shapes')} held-out generated shapes, threshold 0.2): {t.get('validation_iou')}",
+        f"- Weights stored as {t.get('storage')}",
+        "",
+        "## Quality on real meshes",
+        benchmark or "Not measured yet: run `python benchmarks/quality.py`.",
+        "",
+        "## Limits",
+        "- Objects are expected in a canonical pose (y up), like ShapeNet; other orientations reconstruct worse.",
+        "- Trained on procedural shapes only: fine detail and organic shapes are beyond what it has seen.",
+    ]
+    if config["task"] == "image":
+        lines.append("- Images: one object on a plain background, seen from a moderate elevation; the mesh is in the object's canonical frame, not the camera's.")
+    return "\n".join(lines) + "\n"
