@@ -155,14 +155,16 @@ def build_dataset(
     }
     manifest = json.loads(json.dumps(manifest))  # compare like with like (tuples become lists)
     mpath = out / MANIFEST
+    was_complete = False
     if mpath.is_file():
         old = json.loads(mpath.read_text())
-        old.pop("complete", None)
+        was_complete = bool(old.pop("complete", False))
         if old != manifest:
             raise InputError(
                 out, "holds a dataset generated with other settings; use another folder or delete it"
             )
-    mpath.write_text(json.dumps({**manifest, "complete": False}, indent=1))
+    if not was_complete:
+        _write_json(mpath, {**manifest, "complete": False})
 
     jobs = []
     done = 0
@@ -202,8 +204,16 @@ def build_dataset(
                     os.environ.pop(v, None)
                 else:
                     os.environ[v] = val
-    mpath.write_text(json.dumps({**manifest, "complete": True}, indent=1))
+    if jobs or not was_complete:
+        _write_json(mpath, {**manifest, "complete": True})
     return manifest
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Replace a JSON file atomically: several training runs may read the manifest while one writes it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------------------

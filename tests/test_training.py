@@ -1,0 +1,103 @@
+"""Training: a real (short) run, exact resume, and the model folder it leaves."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from occrecon.cli.main import main
+from occrecon.errors import OccreconError
+from occrecon.loading import load_model
+from occrecon.training import TrainConfig, train
+
+SMALL = {"n_uniform": 2000, "n_near": 1000, "n_surface": 2000, "n_views": 1, "image_size": 64}
+
+
+def config(tmp_path, name: str, steps: int, task: str = "points", **overrides) -> TrainConfig:
+    return TrainConfig(
+        task=task,
+        out=str(tmp_path / name),
+        steps=steps,
+        batch_size=2,
+        n_query=256,
+        n_shapes=6,
+        val_shapes=2,
+        cache=str(tmp_path / "data"),
+        val_every=2,
+        checkpoint_every=2,
+        workers=0,
+        half=False,
+        device="cpu",
+        prepare_kwargs=SMALL,
+        **overrides,
+    )
+
+
+def test_resumed_run_matches_an_uninterrupted_one(tmp_path):
+    straight = train(config(tmp_path, "straight", 4))
+
+    def interrupt(report):
+        if report.step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config(tmp_path, "resumed", 4), on_step=interrupt)
+    resumed = train(config(tmp_path, "resumed", 4), resume=True)
+    a = load_file(str(straight / "model.safetensors"))
+    b = load_file(str(resumed / "model.safetensors"))
+    checkpoint_a = torch.load(straight / "checkpoint.pt", weights_only=True)["model"]
+    checkpoint_b = torch.load(resumed / "checkpoint.pt", weights_only=True)["model"]
+    for key in checkpoint_a:
+        assert torch.equal(checkpoint_a[key], checkpoint_b[key]), key
+    assert a.keys() == b.keys()
+
+
+def test_run_folder_is_a_model_folder_with_a_card(tmp_path):
+    folder = train(config(tmp_path, "run", 2))
+    model = load_model(folder, "cpu")
+    cfg = model.config
+    assert cfg["name"] == "convonet-points-synthetic" and cfg["task"] == "points"
+    assert cfg["training"]["steps"] == 2 and cfg["training"]["batch_size"] == 2
+    assert 0.0 <= cfg["training"]["validation_iou"] <= 1.0
+    card = (folder / "README.md").read_text()
+    for fact in ("Steps: 2", "batch size 2", "Validation IoU", "Wall time", "seed 0"):
+        assert fact in card
+    history = json.loads((folder / "training_state.json").read_text())["history"]
+    assert [h["step"] for h in history] == [2]
+
+
+def test_existing_run_needs_resume(tmp_path):
+    train(config(tmp_path, "run", 2))
+    with pytest.raises(OccreconError, match="--resume"):
+        train(config(tmp_path, "run", 2))
+    with pytest.raises(OccreconError, match="nothing to resume"):
+        train(config(tmp_path, "fresh", 2), resume=True)
+
+
+def test_voxels_and_image_tasks_train(tmp_path):
+    for task in ("voxels", "image"):
+        folder = train(config(tmp_path, task, 1, task=task))
+        assert load_model(folder, "cpu").task == task
+
+
+def test_fine_tuning_starts_from_the_given_model(tmp_path):
+    base = train(config(tmp_path, "base", 2))
+    tuned = train(config(tmp_path, "tuned", 1, from_model=str(base)))
+    assert load_model(tuned, "cpu").config["base_model"] == str(base)
+    with pytest.raises(OccreconError, match="is a points model, not voxels"):
+        train(config(tmp_path, "wrong", 1, task="voxels", from_model=str(base)))
+
+
+def test_train_command(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([
+            "train", "points", "--out", str(tmp_path / "cli"), "--steps", "1", "--batch-size", "2", "--shapes", "4",
+            "--val-shapes", "1", "--val-every", "1", "--cache", str(tmp_path / "cli-data"), "--workers", "0",
+            "--queries", "128", "--device", "cpu", "--json", "-q",
+        ])
+    assert exit_info.value.code == 0, capsys.readouterr().err
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert lines[-1] == {"model": str(tmp_path / "cli")}
