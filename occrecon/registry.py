@@ -43,16 +43,14 @@ class ModelEntry:
 
 
 def bundled_weights_dir() -> Path:
-    """The folder of weights that ship with occrecon (``weights/`` in a checkout)."""
-    try:
-        from importlib.resources import files
+    """The folder of weights that ship with occrecon.
 
-        packaged = Path(str(files("occrecon._weights")))
-        if packaged.is_dir():
-            return packaged
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return Path(__file__).resolve().parent.parent / "weights"
+    Installed from a wheel it is ``occrecon/_weights`` (see pyproject.toml); in a
+    source checkout or an editable install it is the repository's ``weights/``.
+    """
+    package = Path(__file__).resolve().parent
+    installed = package / "_weights"
+    return installed if installed.is_dir() else package.parent / "weights"
 
 
 def _bundled_entries() -> dict[str, ModelEntry]:

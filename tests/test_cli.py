@@ -222,3 +222,11 @@ def test_console_entry_point_runs():
     assert result.returncode == 0
     for command in ("image", "points", "voxels", "models", "convert", "eval"):
         assert command in result.stdout
+
+
+def test_unavailable_hub_model_is_a_setup_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    a = write_xyz(tmp_path / "a.xyz", sphere_cloud())
+    code, _, err = run(["points", a, "--model", "convonet-shapenet-3plane"], capsys)
+    assert code == 2 and "occrecon models download convonet-shapenet-3plane" in err and "Traceback" not in err
+    assert len([line for line in err.splitlines() if line.startswith("Error:")]) == 1

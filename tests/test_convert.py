@@ -186,3 +186,28 @@ def test_fp16_storage_stays_within_tolerance(tmp_path):
     points = torch.rand(1, 500, 3) - 0.5
     queries = torch.rand(1, 200, 3) - 0.5
     torch.testing.assert_close(half.eval_points(points, queries), full.eval_points(points, queries), atol=2e-2, rtol=1e-2)
+
+
+def test_push_to_hub_uploads_the_converted_folder(tmp_path, capsys, monkeypatch):
+    calls = {}
+
+    class FakeApi:
+        def __init__(self, **kwargs):
+            calls["init"] = kwargs
+
+        def create_repo(self, repo_id, private, exist_ok):
+            calls["create"] = (repo_id, private, exist_ok)
+
+        def upload_folder(self, folder_path, repo_id, allow_patterns, commit_message):
+            calls["upload"] = (sorted(p.name for p in Path(folder_path).iterdir()), repo_id, allow_patterns)
+            return type("Info", (), {"commit_url": f"https://hub.example/{repo_id}/commit/abc"})()
+
+    monkeypatch.setattr("huggingface_hub.HfApi", FakeApi)
+    pt = write_upstream_checkpoint(randomized_network("onet-voxels"), tmp_path / "onet_voxel2mesh-52ee34d4.pt")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["convert", str(pt), "-o", str(tmp_path / "m"), "--push-to-hub", "org/onet-voxels", "--json"])
+    assert exit_info.value.code == 0
+    assert calls["create"] == ("org/onet-voxels", False, True)
+    files, repo, patterns = calls["upload"]
+    assert repo == "org/onet-voxels" and {"config.json", "model.safetensors", "README.md"} <= set(files)
+    assert "commit/abc" in capsys.readouterr().out
