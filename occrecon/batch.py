@@ -16,7 +16,7 @@ from occrecon.errors import InputError
 from occrecon.io.mesh import write_mesh
 from occrecon.io.paths import InputItem, plan_output
 from occrecon.loading import OccupancyModel
-from occrecon.pipeline import ExtractionOptions, Reconstruction, reconstruct
+from occrecon.pipeline import ExtractionOptions, Reconstruction, SceneOptions, reconstruct
 
 
 @dataclass
@@ -109,6 +109,7 @@ def run_batch(
     seed: int = 0,
     on_stage: Callable[[str], None] | None = None,
     keep_traceback: bool = False,
+    scene: SceneOptions | None = None,
 ) -> Iterator[ItemResult]:
     """Reconstruct each planned input in turn, yielding one result per input."""
     for item, target, problem in plan.items:
@@ -122,7 +123,7 @@ def run_batch(
             continue
         start = time.perf_counter()
         try:
-            result: Reconstruction = reconstruct(model, kind, item.path, options=options, mask=mask, seed=seed, on_stage=on_stage)
+            result: Reconstruction = reconstruct(model, kind, item.path, options=options, mask=mask, seed=seed, on_stage=on_stage, scene=scene)
             write_mesh(result.mesh, target, file_format=file_format, overwrite=overwrite)
             if save_input:
                 save_preview(result.preview, target, overwrite)

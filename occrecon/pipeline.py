@@ -58,6 +58,25 @@ class ExtractionOptions:
 
 
 @dataclass
+class SceneOptions:
+    """How point clouds are treated as scenes.
+
+    Attributes:
+        scene: True forces the sliding window, False the object path, None decides
+            per input from its extent (needs ``scene_model``).
+        scene_model: the crop model for scenes, or a function that loads it when
+            the first scene turns up.
+        units: ``m``, ``cm``, ``mm``, ``ft``; None guesses.
+        voxel_size: voxel edge in metres (default: the model's).
+    """
+
+    scene: bool | None = None
+    scene_model: "OccupancyModel | Callable[[], OccupancyModel] | None" = None
+    units: str | None = None
+    voxel_size: float | None = None
+
+
+@dataclass
 class Reconstruction:
     """The result of one reconstruction.
 
@@ -180,6 +199,7 @@ def reconstruct(
     mask: str | Path | np.ndarray | None = None,
     seed: int = 0,
     on_stage: StageFn | None = None,
+    scene: SceneOptions | None = None,
 ) -> Reconstruction:
     """Reconstruct one input.
 
@@ -191,10 +211,12 @@ def reconstruct(
         mask: object mask for images (path or (H, W) bool array).
         seed: seeds subsampling, input noise and refinement.
         on_stage: called with a short stage name as work proceeds.
+        scene: whether and how point clouds go through the sliding window.
 
     Returns:
         A ``Reconstruction`` whose mesh is in the input's coordinate frame.
     """
+    from occrecon.io.readers import read_points
     from occrecon.preprocess import prepare_input
 
     check_task(model, kind)
@@ -203,6 +225,12 @@ def reconstruct(
     start = time.perf_counter()
     if on_stage:
         on_stage("reading input")
+    if kind == "points":
+        if isinstance(source, (str, Path)):
+            source = read_points(source)
+        scene_model = _scene_model_for(model, source, scene or SceneOptions())
+        if scene_model is not None:
+            return _reconstruct_scene(scene_model, source, scene or SceneOptions(), options, seed, on_stage, start)
     prepared = prepare_input(kind, source, model.input_spec, mask=mask, seed=seed)
     timings["preprocess"] = time.perf_counter() - start
 
@@ -230,6 +258,68 @@ def reconstruct(
     )
 
 
+def _cloud_array(source: Any) -> np.ndarray:
+    return np.asarray(getattr(source, "points", source), dtype=np.float64)
+
+
+def _scene_model_for(model: OccupancyModel, source: Any, scene: SceneOptions) -> OccupancyModel | None:
+    """The crop model to use for this cloud, or None for the object path."""
+    from occrecon.scene import is_scene
+
+    if model.task == "scene":
+        return model
+    if scene.scene is False or scene.scene_model is None:
+        if scene.scene:
+            raise OccreconError(f"model {model.name} is an object model; --scene needs a scene model")
+        return None
+    if scene.scene is None and not is_scene(_cloud_array(source), scene.units):
+        return None
+    if callable(scene.scene_model) and not isinstance(scene.scene_model, OccupancyModel):
+        scene.scene_model = scene.scene_model()
+    return scene.scene_model  # type: ignore[return-value]
+
+
+def _reconstruct_scene(
+    model: OccupancyModel, source: Any, scene: SceneOptions, options: ExtractionOptions, seed: int, on_stage: StageFn | None, start: float
+) -> Reconstruction:
+    from occrecon.scene import reconstruct_scene, scene_settings
+
+    cloud = _cloud_array(source)
+    notes = list(model.notes)
+    dropped = getattr(source, "dropped_nonfinite", 0)
+    if dropped:
+        notes.append(f"dropped {dropped} non-finite rows")
+    if len(cloud) < 4 or not np.all(np.ptp(cloud, axis=0) > 0):
+        raise InputError(getattr(source, "source", None), "a scene needs points spread in all three dimensions")
+    settings = scene_settings(
+        model,
+        threshold=options.threshold,
+        resolution=options.resolution,
+        upsampling_steps=options.upsampling_steps,
+        batch_size=options.points_batch_size,
+    )
+
+    def progress(done: int, total: int) -> None:
+        if on_stage:
+            on_stage(f"crop {done}/{total}")
+
+    result = reconstruct_scene(model, cloud, units=scene.units, voxel_size=scene.voxel_size, settings=settings, seed=seed, on_crop=progress)
+    notes += result.notes
+    notes.append(f"scene: {result.n_crops - result.n_skipped} of {result.n_crops} crops reconstructed with {model.name}")
+    timings = dict(result.timings)
+    timings["total"] = time.perf_counter() - start
+    return Reconstruction(
+        mesh=result.mesh,
+        transform=FrameTransform.identity(),
+        timings=timings,
+        n_evaluations=result.n_evaluations,
+        notes=notes,
+        preview=None,
+        model_name=model.name,
+        model_revision=model.revision,
+    )
+
+
 def _extraction_kwargs(kwargs: dict[str, Any]) -> tuple[ExtractionOptions, dict[str, Any]]:
     names = ExtractionOptions.__dataclass_fields__
     options = ExtractionOptions(**{k: kwargs.pop(k) for k in list(kwargs) if k in names})
@@ -246,9 +336,15 @@ def reconstruct_image(model: OccupancyModel, image: str | Path | np.ndarray | An
 
 
 def reconstruct_points(model: OccupancyModel, points: str | Path | np.ndarray, **kwargs: Any) -> trimesh.Trimesh:
-    """Mesh from a point cloud (path or (n, 3) array), in the cloud's own frame."""
+    """Mesh from a point cloud (path or (n, 3) array), in the cloud's own frame.
+
+    With a scene model (``convonet-scene``) the cloud goes through the sliding
+    window; ``units`` and ``voxel_size`` then apply (see ``occrecon.scene``).
+    """
     options, rest = _extraction_kwargs(dict(kwargs))
-    return reconstruct(model, "points", points, options=options, **rest).mesh
+    scene_names = ("units", "voxel_size")
+    scene = SceneOptions(**{k: rest.pop(k) for k in scene_names if k in rest})
+    return reconstruct(model, "points", points, options=options, scene=scene, **rest).mesh
 
 
 def reconstruct_voxels(model: OccupancyModel, voxels: str | Path | np.ndarray, **kwargs: Any) -> trimesh.Trimesh:

@@ -59,6 +59,9 @@ def run_reconstruction(
     seed: int,
     shard: str | None,
     recursive: bool,
+    scene: bool | None,
+    units: str | None,
+    voxel_size: float | None,
     quiet: bool,
     json_output: bool,
     debug: bool,
@@ -69,7 +72,7 @@ def run_reconstruction(
     from occrecon.io.mesh import check_format, format_from_path
     from occrecon.io.paths import expand_inputs, parse_shard, select_shard
     from occrecon.loading import load_model
-    from occrecon.pipeline import ExtractionOptions, check_task
+    from occrecon.pipeline import ExtractionOptions, SceneOptions, check_task
 
     if output is not None and output_dir is not None:
         raise _usage("use either -o/--output or --output-dir, not both")
@@ -87,10 +90,19 @@ def run_reconstruction(
     if mask is not None and len(items) > 1:
         raise _usage("--mask applies to one image; give one input")
 
-    name = model or registry.default_model(kind)
+    if units is not None and units.lower() not in ("m", "cm", "mm", "ft"):
+        raise _usage(f"--units must be m, cm, mm or ft, got {units!r}")
+    name = model or registry.default_model("scene" if scene else kind)
     with out.stderr.status(f"loading model {name}", spinner="dots") if not quiet else nullcontext():
         loaded = load_model(name, device, revision=revision, progress=not quiet)
     check_task(loaded, kind)
+    if scene and loaded.task != "scene":
+        raise _usage(f"--scene needs a scene model; {loaded.name} is a {loaded.task} model")
+    scene_options = SceneOptions(scene=scene, units=units, voxel_size=voxel_size)
+    if kind == "points" and model is None and scene is None:
+        # Clouds far larger than an object switch to the scene model, loaded on first need.
+        scene_name = registry.default_model("scene")
+        scene_options.scene_model = lambda: load_model(scene_name, device, revision=revision, progress=not quiet)
     for message in loaded.notes:
         out.note(message, quiet)
     loaded.notes.clear()
@@ -135,6 +147,7 @@ def run_reconstruction(
             seed=seed,
             on_stage=on_stage,
             keep_traceback=debug,
+            scene=scene_options,
         ):
             counts[result.status] += 1
             progress.advance(task)
@@ -184,6 +197,9 @@ def make_command(kind: str, summary: str, exclude: tuple[str, ...] = ()) -> Call
         overwrite: OverwriteOpt = False,
         shard: Annotated[Optional[str], typer.Option("--shard", help="K/N: process every N-th input starting at K. [default: from SLURM_ARRAY_TASK_ID/COUNT]")] = None,
         recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders of folder inputs.")] = False,
+        scene: Annotated[Optional[bool], typer.Option("--scene/--no-scene", help="Treat clouds as scenes (sliding window) or objects. [default: scene when the cloud is over 4 m across and no --model is given]")] = None,
+        units: Annotated[Optional[str], typer.Option("--units", help="Scene units: m, cm, mm or ft. [default: guessed, with a warning]")] = None,
+        voxel_size: Annotated[Optional[float], typer.Option("--voxel-size", min=0.001, help="Scene voxel edge in metres. [default: the model's, 0.02]")] = None,
         seed: SeedOpt = 0,
         quiet: QuietOpt = False,
         json_output: JsonOpt = False,
@@ -210,6 +226,9 @@ def make_command(kind: str, summary: str, exclude: tuple[str, ...] = ()) -> Call
             seed=seed,
             shard=shard,
             recursive=recursive,
+            scene=scene,
+            units=units,
+            voxel_size=voxel_size,
             quiet=quiet,
             json_output=json_output,
             debug=debug,
@@ -225,17 +244,19 @@ def make_command(kind: str, summary: str, exclude: tuple[str, ...] = ()) -> Call
     return command
 
 
+_SCENE_OPTIONS = ("scene", "units", "voxel_size")
 image_command = make_command(
     "image",
     "Reconstruct meshes from photos or renders (PNG, JPEG, WebP, BMP, TIFF).",
+    exclude=_SCENE_OPTIONS,
 )
 points_command = make_command(
     "points",
-    "Reconstruct meshes from point clouds (PLY, PCD, XYZ/PTS/TXT, NPY, NPZ, OBJ/OFF/STL vertices, LAS/LAZ).",
+    "Reconstruct meshes from point clouds (PLY, PCD, XYZ/PTS/TXT, NPY, NPZ, OBJ/OFF/STL vertices, LAS/LAZ); whole rooms with --scene.",
     exclude=("mask",),
 )
 voxels_command = make_command(
     "voxels",
     "Reconstruct meshes from voxel grids (binvox, NPY/NPZ 3-D arrays).",
-    exclude=("mask",),
+    exclude=("mask", *_SCENE_OPTIONS),
 )

@@ -51,3 +51,19 @@ def simplify(vertices: np.ndarray, faces: np.ndarray, target_faces: int) -> tupl
     mesh = mesh.simplify_quadric_decimation(target_number_of_triangles=int(target_faces))
     mesh.remove_unreferenced_vertices()
     return np.asarray(mesh.vertices, np.float64), np.asarray(mesh.triangles, np.int64)
+
+
+def marching_cubes_block(values: np.ndarray, threshold: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Marching cubes of one block of a larger lattice, in the block's lattice-index units.
+
+    No padding: the surface stays open at the block's faces so that blocks can be
+    joined; two blocks with identical values on a shared face produce
+    bit-identical vertices there.
+
+    Returns:
+        vertices (v, 3) float64 in lattice indices, faces (f, 3) int64 (outward winding).
+    """
+    import mcubes
+
+    vertices, faces = mcubes.marching_cubes(np.asarray(values, dtype=np.float64), float(threshold))
+    return np.asarray(vertices, np.float64).reshape(-1, 3), np.asarray(faces, np.int64).reshape(-1, 3)

@@ -151,6 +151,8 @@ def extract_grid(
     upper: np.ndarray | None = None,
     batch_size: int = 100_000,
     on_level: Callable[[int, int], None] | None = None,
+    preset: np.ndarray | None = None,
+    refine_filter: Callable[[np.ndarray, int], np.ndarray] | None = None,
 ) -> GridValues:
     """Evaluate a field hierarchically and return it on the fine lattice.
 
@@ -164,6 +166,12 @@ def extract_grid(
         lower, upper: (3,) box corners; default the ±0.55 box of unit-cube models.
         batch_size: points per ``query_fn`` call.
         on_level: called as ``on_level(level, n_points)`` before each round.
+        preset: optional (R+1)³ fine-lattice values that are already known (NaN
+            elsewhere). They are used as if evaluated and never queried again;
+            the sliding window passes the faces a neighbouring crop has
+            evaluated, so both crops mesh their shared face from the same values.
+        refine_filter: optional ``f(active (n, n, n) bool, level) -> bool mask``
+            that may veto subdividing cells (e.g. far from any input point).
 
     Returns:
         ``GridValues`` with (R+1)³ values.
@@ -184,20 +192,45 @@ def extract_grid(
     upper = np.asarray(upper, np.float64)
 
     n = resolution0
-    coarse_idx = np.stack(np.meshgrid(*(np.arange(n + 1),) * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+    fine = resolution0 * 2**upsampling_steps
+    if preset is not None and preset.shape != (fine + 1,) * 3:
+        raise ValueError(f"preset must have shape {(fine + 1,) * 3}, got {preset.shape}")
+
+    def preset_at(stride: int) -> tuple[np.ndarray, np.ndarray] | None:
+        if preset is None:
+            return None
+        sub = preset[::stride, ::stride, ::stride]
+        return sub, np.isfinite(sub)
+
+    stride = 2**upsampling_steps
+    values = np.zeros((n + 1,) * 3, dtype=np.float32)
+    known = np.zeros_like(values, dtype=bool)
+    given = preset_at(stride)
+    if given is not None:
+        values[given[1]] = given[0][given[1]]
+        known |= given[1]
+    idx = np.argwhere(~known)
     if on_level:
-        on_level(0, len(coarse_idx))
-    values = evaluate_in_batches(query_fn, lattice_points(coarse_idx, n, lower, upper), batch_size).reshape((n + 1,) * 3)
-    known = np.ones_like(values, dtype=bool)
-    n_evals = len(coarse_idx)
+        on_level(0, len(idx))
+    if len(idx):
+        values[~known] = evaluate_in_batches(query_fn, lattice_points(idx, n, lower, upper), batch_size)
+    known[:] = True
+    n_evals = len(idx)
 
     for level in range(1, upsampling_steps + 1):
         active = _straddling_cells(values, known, threshold)
+        if refine_filter is not None:
+            active &= refine_filter(active, level - 1)
         values = _upsample_lattice(values)
         refined_known = np.zeros_like(values, dtype=bool)
         refined_known[::2, ::2, ::2] = known
         known = refined_known
         n *= 2
+        stride //= 2
+        given = preset_at(stride)
+        if given is not None:
+            values[given[1]] = given[0][given[1]]
+            known |= given[1]
         todo = _children_lattice_mask(active) & ~known
         idx = np.argwhere(todo)
         if on_level:

@@ -1,0 +1,409 @@
+"""Whole rooms and buildings: sliding-window reconstruction with ConvONet's crop model.
+
+The scene is tiled by cubic *query crops*; each is reconstructed from the
+points of a larger *input crop* centred on it (the extra margin covers the 3D
+U-Net's receptive field). Compared with upstream's generator this module
+
+* streams: crops are processed one after another in raster order and only the
+  faces shared with crops still to come are kept, so working memory is a few
+  crops whatever the size of the scene;
+* evaluates only where a surface can be: crops without input points nearby are
+  skipped, each crop runs hierarchical extraction (MISE) instead of a dense
+  128³ grid, and cells far from every input point are never refined;
+* is seamless: a crop takes the values of the lattice points it shares with
+  already processed neighbours from them instead of evaluating them again,
+  so both sides triangulate the shared face from identical values and the
+  per-crop meshes join exactly (their vertices are merged on the global lattice).
+
+Units: the network works in its own metric frame (voxel = ``unit_size``,
+2 cm for upstream's model). Scans in other units, or a different voxel size,
+are handled by one uniform scale in and out.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+import trimesh
+
+from occrecon.errors import InputError
+from occrecon.extract import extract_grid, probability_to_logit
+from occrecon.extract.meshing import marching_cubes_block
+from occrecon.loading import OccupancyModel
+
+UNITS_PER_METRE: dict[str, float] = {"m": 1.0, "cm": 100.0, "mm": 1000.0, "ft": 1 / 0.3048}
+"""How many input units make one metre."""
+
+OBJECT_SCALE_LIMIT_M = 4.0
+"""Clouds whose longest side exceeds this (in metres) are treated as scenes by default."""
+
+
+@dataclass(frozen=True)
+class SceneSettings:
+    """Geometry and extraction settings of a sliding-window run (model frame units).
+
+    Attributes:
+        unit_size: the model's voxel edge in its own frame (upstream: 0.02).
+        query_voxels: query-crop edge in voxels (upstream demo: 90).
+        input_voxels: input-crop edge in voxels = the encoder's grid resolution (upstream: 160).
+        resolution: coarse MISE cells per query crop.
+        upsampling_steps: MISE levels per crop (final lattice: resolution·2^steps per crop).
+        threshold: surface probability.
+        max_points_per_crop: input points per crop above which a crop is subsampled.
+        refine_margin_voxels: cells farther than this from every input point are not refined.
+        batch_size: decoder queries per forward pass.
+    """
+
+    unit_size: float
+    query_voxels: int
+    input_voxels: int
+    resolution: int = 24
+    upsampling_steps: int = 2
+    threshold: float = 0.2
+    max_points_per_crop: int = 200_000
+    refine_margin_voxels: float = 3.0
+    batch_size: int = 100_000
+
+    @property
+    def query_size(self) -> float:
+        return self.query_voxels * self.unit_size
+
+    @property
+    def input_size(self) -> float:
+        return self.input_voxels * self.unit_size
+
+    @property
+    def cells_per_crop(self) -> int:
+        return self.resolution * 2**self.upsampling_steps
+
+
+def scene_settings(model: OccupancyModel, **overrides: Any) -> SceneSettings:
+    """Sliding-window settings from a crop model's config (``scene`` block), with overrides."""
+    arch = model.config["architecture"]
+    scene = model.config.get("scene") or {}
+    unit = float(arch["encoder_kwargs"].get("unit_size", scene.get("unit_size", 0.02)))
+    values = {
+        "unit_size": unit,
+        "query_voxels": int(scene.get("query_vol_size", 90)),
+        "input_voxels": int(arch["encoder_kwargs"]["grid_resolution"]),
+        "resolution": int(scene.get("mise_resolution", 32)),
+        "upsampling_steps": int(scene.get("mise_upsampling_steps", 2)),
+        "threshold": float(model.generation.get("threshold", 0.2)),
+        "max_points_per_crop": int(scene.get("max_points_per_crop", 200_000)),
+    }
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return SceneSettings(**values)
+
+
+def detect_units(points: np.ndarray, units: str | None) -> tuple[float, str | None]:
+    """Input units per metre, and a warning when they were guessed.
+
+    Indoor scans in metres span from a metre to a few hundred; a scene that
+    spans thousands of units is almost surely in millimetres, hundreds with a
+    height under a storey's suggests centimetres.
+    """
+    if units is not None:
+        key = units.lower()
+        if key not in UNITS_PER_METRE:
+            raise ValueError(f"--units must be one of {', '.join(UNITS_PER_METRE)}, got {units!r}")
+        return UNITS_PER_METRE[key], None
+    extent = np.ptp(points, axis=0)
+    longest, shortest = float(extent.max()), float(extent.min())
+    if longest > 2000:
+        return 1000.0, f"assuming millimetres (the scan spans {longest:.0f} units); pass --units to override"
+    if longest > 200 and shortest > 150:
+        return 100.0, f"assuming centimetres (the scan spans {longest:.0f} units); pass --units to override"
+    return 1.0, None
+
+
+def is_scene(points: np.ndarray, units: str | None = None) -> bool:
+    """Whether a cloud is far larger than an object (longest side above ``OBJECT_SCALE_LIMIT_M``)."""
+    per_metre, _ = detect_units(points, units)
+    return float(np.ptp(points, axis=0).max()) / per_metre > OBJECT_SCALE_LIMIT_M
+
+
+@dataclass(frozen=True)
+class CropGrid:
+    """A tiling of the scene bounds by query crops, in the model frame.
+
+    Attributes:
+        lower: (3,) corner of crop (0, 0, 0).
+        size: query-crop edge.
+        counts: crops per axis.
+    """
+
+    lower: np.ndarray
+    size: float
+    counts: tuple[int, int, int]
+
+    def __len__(self) -> int:
+        return int(np.prod(self.counts))
+
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:
+        """Raster order, z fastest: every crop comes after all of its lower neighbours."""
+        for i in range(self.counts[0]):
+            for j in range(self.counts[1]):
+                for k in range(self.counts[2]):
+                    yield (i, j, k)
+
+    def query_box(self, ijk: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+        lo = self.lower + np.asarray(ijk) * self.size
+        return lo, lo + self.size
+
+    def input_box(self, ijk: tuple[int, int, int], input_size: float) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = self.query_box(ijk)
+        centre = (lo + hi) / 2
+        return centre - input_size / 2, centre + input_size / 2
+
+
+def plan_crops(points: np.ndarray, size: float, margin: float = 0.01) -> CropGrid:
+    """Tile the points' bounds (± ``margin``) by cubes of edge ``size`` (upstream's scheme)."""
+    lo = points.min(axis=0) - margin
+    hi = points.max(axis=0) + margin
+    counts = tuple(int(max(1, math.ceil(e / size))) for e in (hi - lo))
+    return CropGrid(lower=lo.astype(np.float64), size=float(size), counts=counts)  # type: ignore[arg-type]
+
+
+class PointBins:
+    """Points sorted by query crop, so any box's points are found without scanning the scene."""
+
+    def __init__(self, points: np.ndarray, grid: CropGrid):
+        self.points = points
+        self.grid = grid
+        cell = np.floor((points - grid.lower) / grid.size).astype(np.int64)
+        cell = np.clip(cell, 0, np.asarray(grid.counts) - 1)
+        flat = np.ravel_multi_index(cell.T, grid.counts)
+        self.order = np.argsort(flat, kind="stable")
+        self.starts = np.searchsorted(flat[self.order], np.arange(len(grid) + 1))
+
+    def in_box(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """(n, 3) points with ``lo <= p < hi``."""
+        first = np.clip(np.floor((lo - self.grid.lower) / self.grid.size).astype(int), 0, np.asarray(self.grid.counts) - 1)
+        last = np.clip(np.floor((hi - self.grid.lower) / self.grid.size).astype(int), 0, np.asarray(self.grid.counts) - 1)
+        chunks = []
+        for i in range(first[0], last[0] + 1):
+            for j in range(first[1], last[1] + 1):
+                a = np.ravel_multi_index((i, j, first[2]), self.grid.counts)
+                b = np.ravel_multi_index((i, j, last[2]), self.grid.counts)
+                chunks.append(self.order[self.starts[a] : self.starts[b + 1]])
+        if not chunks:
+            return np.zeros((0, 3), self.points.dtype)
+        selected = self.points[np.concatenate(chunks)]
+        inside = np.all((selected >= lo) & (selected < hi), axis=1)
+        return selected[inside]
+
+
+class FaceCache:
+    """Upper-face lattice values of processed crops, kept only while a later crop may need them."""
+
+    def __init__(self) -> None:
+        self._faces: dict[tuple[int, int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def store(self, ijk: tuple[int, int, int], values: np.ndarray) -> None:
+        self._faces[ijk] = (values[-1].copy(), values[:, -1].copy(), values[:, :, -1].copy())
+        # Crops two x-slabs back can no longer be a lower neighbour of anything to come.
+        for key in [key for key in self._faces if key[0] < ijk[0] - 1]:
+            del self._faces[key]
+
+    def preset(self, ijk: tuple[int, int, int], n: int) -> np.ndarray | None:
+        """(n+1)³ array with the values shared with processed lower neighbours, NaN elsewhere."""
+        i, j, k = ijk
+        out = np.full((n + 1,) * 3, np.nan, dtype=np.float32)
+        found = False
+        # Diagonal neighbours first (edges and corners), then the direct ones.
+        for (di, dj, dk), write in (
+            ((-1, -1, -1), lambda f: out.__setitem__((0, 0, 0), f[0][-1, -1])),
+            ((-1, -1, 0), lambda f: out.__setitem__((0, 0, slice(None)), f[0][-1, :])),
+            ((-1, 0, -1), lambda f: out.__setitem__((0, slice(None), 0), f[0][:, -1])),
+            ((0, -1, -1), lambda f: out.__setitem__((slice(None), 0, 0), f[1][:, -1])),
+            ((-1, 0, 0), lambda f: out.__setitem__((0, slice(None), slice(None)), f[0])),
+            ((0, -1, 0), lambda f: out.__setitem__((slice(None), 0, slice(None)), f[1])),
+            ((0, 0, -1), lambda f: out.__setitem__((slice(None), slice(None), 0), f[2])),
+        ):
+            faces = self._faces.get((i + di, j + dj, k + dk))
+            if faces is not None:
+                write(faces)
+                found = True
+        return out if found else None
+
+    def __len__(self) -> int:
+        return len(self._faces)
+
+
+def _near_points_filter(points: np.ndarray, lo: np.ndarray, size: float, resolution0: int, margin: float) -> Callable[[np.ndarray, int], np.ndarray]:
+    """``refine_filter`` for MISE: only cells within ``margin`` of an input point may be subdivided."""
+    from scipy.ndimage import binary_dilation
+
+    def allow(active: np.ndarray, level: int) -> np.ndarray:
+        n = active.shape[0]
+        cell = size / n
+        idx = np.floor((points - lo) / cell).astype(np.int64)
+        idx = idx[np.all((idx >= 0) & (idx < n), axis=1)]
+        occupied = np.zeros_like(active)
+        occupied[idx[:, 0], idx[:, 1], idx[:, 2]] = True
+        reach = int(math.ceil(margin / cell))
+        if reach > 0:
+            occupied = binary_dilation(occupied, structure=np.ones((3, 3, 3), bool), iterations=reach)
+        return occupied
+
+    return allow
+
+
+@dataclass
+class SceneResult:
+    """A reconstructed scene and what it cost."""
+
+    mesh: trimesh.Trimesh
+    n_crops: int
+    n_skipped: int
+    n_evaluations: int
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    peak_cached_crops: int = 0
+
+
+def _crop_inputs(points: np.ndarray, lo: np.ndarray, hi: np.ndarray, resolution: int, device: torch.device) -> dict[str, Any]:
+    from occrecon.nets.coords import crop_index
+
+    tensor = torch.from_numpy(points.astype(np.float32)).to(device)
+    index = crop_index(tensor, lo, hi, resolution, "grid").view(1, 1, -1)
+    return {"points": tensor[None], "index": {"grid": index}}
+
+
+def _crop_field(model: OccupancyModel, c: Any, lo: np.ndarray, hi: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    from occrecon.nets.coords import crop_normalize
+
+    def query(p: np.ndarray) -> np.ndarray:
+        tensor = torch.from_numpy(np.ascontiguousarray(p, dtype=np.float32)).to(model.device)[None]
+        with torch.inference_mode():
+            inputs = {"p": tensor, "p_n": {"grid": crop_normalize(tensor, lo, hi, "grid")}}
+            return model.net.decode(inputs, c)[0].float().cpu().numpy()
+
+    return query
+
+
+def reconstruct_scene(
+    model: OccupancyModel,
+    points: np.ndarray,
+    *,
+    units: str | None = None,
+    voxel_size: float | None = None,
+    settings: SceneSettings | None = None,
+    seed: int = 0,
+    skip_empty: bool = True,
+    on_crop: Callable[[int, int], None] | None = None,
+) -> SceneResult:
+    """Reconstruct a scene point cloud with a sliding-window crop model.
+
+    Args:
+        model: a crop model (``task == "scene"``).
+        points: (n, 3) scan in its own units and frame.
+        units: ``m``, ``cm``, ``mm`` or ``ft``; None guesses (with a note).
+        voxel_size: voxel edge in metres the scan is cut into (default: the
+            model's, 2 cm for upstream's); a coarser voxel makes bigger crops.
+        settings: sliding-window settings (default from the model config).
+        seed: seeds per-crop subsampling.
+        skip_empty: skip crops with no input point near their query box.
+        on_crop: called as ``on_crop(done, total)`` after each crop.
+
+    Returns:
+        ``SceneResult`` with the mesh in the scan's own coordinates.
+    """
+    if model.task != "scene":
+        raise ValueError(f"model {model.name} is not a sliding-window scene model")
+    points = np.asarray(points, dtype=np.float64)
+    settings = settings or scene_settings(model)
+    notes: list[str] = []
+    per_metre, guessed = detect_units(points, units)
+    if guessed:
+        notes.append(guessed)
+    metres = voxel_size if voxel_size is not None else settings.unit_size
+    # input units → model frame: metres, then rescaled so one scan voxel is one model voxel.
+    scale = (1.0 / per_metre) * (settings.unit_size / metres)
+    # Shift to small coordinates (float32 loses georeferenced scans' detail) by a
+    # whole number of voxels, which leaves the decoder's in-voxel coordinates as they were.
+    origin = np.floor(points.min(axis=0) * scale / settings.unit_size) * settings.unit_size
+    model_points = (points * scale - origin).astype(np.float32)
+
+    timings = {"encode": 0.0, "field": 0.0, "marching_cubes": 0.0}
+    start = time.perf_counter()
+    grid = plan_crops(model_points, settings.query_size)
+    bins = PointBins(model_points, grid)
+    cells = settings.cells_per_crop
+    step = settings.query_size / cells
+    logit = probability_to_logit(settings.threshold)
+    cache = FaceCache()
+    rng = np.random.default_rng(seed)
+    margin = settings.refine_margin_voxels * settings.unit_size
+    vertex_blocks: list[np.ndarray] = []
+    face_blocks: list[np.ndarray] = []
+    n_vertices = n_evals = skipped = peak = 0
+
+    for done, ijk in enumerate(grid, start=1):
+        q_lo, q_hi = grid.query_box(ijk)
+        near = bins.in_box(q_lo - margin, q_hi + margin)
+        if skip_empty and len(near) == 0:
+            skipped += 1
+            if on_crop:
+                on_crop(done, len(grid))
+            continue
+        in_lo, in_hi = grid.input_box(ijk, settings.input_size)
+        crop_points = bins.in_box(in_lo, in_hi)
+        if len(crop_points) > settings.max_points_per_crop:
+            crop_points = crop_points[rng.choice(len(crop_points), settings.max_points_per_crop, replace=False)]
+        if len(crop_points) == 0:
+            skipped += 1
+            continue
+
+        tick = time.perf_counter()
+        with torch.inference_mode():
+            c = model.net.encode(_crop_inputs(crop_points, in_lo, in_hi, settings.input_voxels, model.device))
+        timings["encode"] += time.perf_counter() - tick
+
+        tick = time.perf_counter()
+        values = extract_grid(
+            _crop_field(model, c, in_lo, in_hi),
+            resolution0=settings.resolution,
+            upsampling_steps=settings.upsampling_steps,
+            threshold=logit,
+            lower=q_lo,
+            upper=q_hi,
+            batch_size=settings.batch_size,
+            preset=cache.preset(ijk, cells),
+            refine_filter=_near_points_filter(near, q_lo, settings.query_size, settings.resolution, margin),
+        )
+        del c
+        timings["field"] += time.perf_counter() - tick
+        n_evals += values.n_evaluations
+        cache.store(ijk, values.values)
+        peak = max(peak, len(cache))
+
+        tick = time.perf_counter()
+        local_vertices, faces = marching_cubes_block(values.values, logit)
+        if len(faces):
+            vertex_blocks.append(local_vertices + np.asarray(ijk) * cells)  # global lattice units
+            face_blocks.append(faces + n_vertices)
+            n_vertices += len(local_vertices)
+        timings["marching_cubes"] += time.perf_counter() - tick
+        if on_crop:
+            on_crop(done, len(grid))
+
+    if not face_blocks:
+        raise InputError(None, f"no surface found in the scene at threshold {settings.threshold:g}")
+    tick = time.perf_counter()
+    lattice_vertices = np.concatenate(vertex_blocks)
+    faces = np.concatenate(face_blocks)
+    # Crops that share a face produced bit-identical vertices on it: merge them.
+    unique, inverse = np.unique(lattice_vertices, axis=0, return_inverse=True)
+    faces = inverse.reshape(-1)[faces]
+    faces = faces[(faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])]
+    vertices = (grid.lower + unique * step + origin) / scale
+    mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
+    timings["merge"] = time.perf_counter() - tick
+    timings["total"] = time.perf_counter() - start
+    return SceneResult(mesh=mesh, n_crops=len(grid), n_skipped=skipped, n_evaluations=n_evals, timings=timings, notes=notes, peak_cached_crops=peak)

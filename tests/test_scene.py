@@ -1,0 +1,262 @@
+"""Sliding-window scenes: tiling, point binning, seams across crops, units, real crop networks."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from occrecon.loading import OccupancyModel
+from occrecon.nets import ARCHITECTURE_PRESETS, build_network
+from occrecon.scene import (
+    FaceCache,
+    PointBins,
+    SceneSettings,
+    detect_units,
+    is_scene,
+    plan_crops,
+    reconstruct_scene,
+)
+
+SETTINGS = SceneSettings(unit_size=0.02, query_voxels=25, input_voxels=48, resolution=10, upsampling_steps=1)
+
+
+class AnalyticCropNet(torch.nn.Module):
+    """Speaks the crop model's interface; its field is a floor slab whose height depends on the crop.
+
+    The crop (input box) is recovered from ``p`` and ``p_n``; each crop shifts the
+    surface a little, so crops that evaluated their shared faces independently
+    would leave cracks.
+    """
+
+    def __init__(self, height: float = 0.5, wobble: float = 0.004):
+        super().__init__()
+        self.height, self.wobble = height, wobble
+        self.encoded = 0
+
+    def encode(self, inputs, batch_size: int = 1):
+        self.encoded += 1
+        return {"n": inputs["points"].shape[1]}
+
+    def decode(self, p, c, z=None):
+        points, normalized = p["p"], p["p_n"]["grid"]
+        extent = SETTINGS.input_size
+        lower = points - normalized * extent
+        crop_shift = self.wobble * torch.sin(lower[..., 0] * 37.0 + lower[..., 2] * 11.0)
+        return 50.0 * (self.height + crop_shift - points[..., 1])
+
+
+def analytic_model(**kwargs) -> OccupancyModel:
+    config = copy.deepcopy(ARCHITECTURE_PRESETS["convonet-scene"])
+    return OccupancyModel(net=AnalyticCropNet(**kwargs), config=config, name="analytic", source="local", revision=None, path=None, device=torch.device("cpu"))
+
+
+def floor_scan(n=20000, size=(2.0, 1.5), height=0.5, seed=0) -> np.ndarray:
+    """A noisy horizontal floor plus one point at the origin, so that the model frame equals the scan's."""
+    rng = np.random.default_rng(seed)
+    floor = np.c_[rng.uniform(0, size[0], n), np.full(n, height) + rng.normal(0, 0.002, n), rng.uniform(0, size[1], n)]
+    return np.vstack([[0.0, 0.0, 0.0], floor])
+
+
+def test_crop_tiling_covers_the_scene():
+    points = np.array([[0.0, 0.0, 0.0], [2.0, 0.3, 1.1]])
+    grid = plan_crops(points, 0.5)
+    assert grid.counts == (5, 1, 3)  # ceil((2 + 0.02) / 0.5), ceil(0.32 / 0.5), ceil(1.12 / 0.5)
+    lo, hi = grid.query_box((4, 0, 2))
+    assert np.all(hi >= points.max(axis=0)) and np.all(grid.lower <= points.min(axis=0))
+    in_lo, in_hi = grid.input_box((0, 0, 0), 0.9)
+    np.testing.assert_allclose((in_lo + in_hi) / 2, (grid.query_box((0, 0, 0))[0] + 0.25))
+    assert list(grid)[:3] == [(0, 0, 0), (0, 0, 1), (0, 0, 2)]
+
+
+def test_point_bins_match_a_brute_force_box_query():
+    rng = np.random.default_rng(1)
+    points = rng.uniform(0, 3, (5000, 3))
+    bins = PointBins(points, plan_crops(points, 0.7))
+    lo, hi = np.array([0.4, 1.0, 0.2]), np.array([1.9, 2.2, 2.9])
+    expected = points[np.all((points >= lo) & (points < hi), axis=1)]
+    got = bins.in_box(lo, hi)
+    assert len(got) == len(expected)
+    assert {tuple(p) for p in got} == {tuple(p) for p in expected}
+
+
+def test_face_cache_hands_shared_faces_to_the_next_crops():
+    cache = FaceCache()
+    a = np.random.default_rng(0).random((5, 5, 5)).astype(np.float32)
+    cache.store((0, 0, 0), a)
+    preset = cache.preset((1, 0, 0), 4)
+    np.testing.assert_array_equal(preset[0], a[-1])
+    assert np.isnan(preset[1:]).all()
+    diagonal = cache.preset((1, 1, 1), 4)
+    assert diagonal[0, 0, 0] == a[-1, -1, -1] and np.isnan(diagonal[1:]).all()
+    assert cache.preset((3, 0, 0), 4) is None
+    cache.store((2, 0, 0), a)
+    assert len(cache) == 1  # slab 0 is no longer anybody's lower neighbour
+
+
+def test_plane_across_crop_borders_is_one_seamless_sheet():
+    scan = floor_scan()
+    result = reconstruct_scene(analytic_model(), scan, units="m", settings=SETTINGS)
+    mesh = result.mesh
+    assert result.n_crops > 4 and result.n_crops - result.n_skipped >= 4
+    assert len(mesh.split(only_watertight=False)) == 1
+    # The only open edges are on the outer border of the tiled region, none along crop borders.
+    edges = mesh.edges_sorted
+    unique, counts = np.unique(edges, axis=0, return_counts=True)
+    boundary = mesh.vertices[unique[counts == 1].ravel()]
+    tiled_lo = scan.min(axis=0) - 0.01
+    tiled_hi = tiled_lo + np.asarray(plan_crops(scan, SETTINGS.query_size).counts) * SETTINGS.query_size
+    on_border = np.isclose(boundary[:, 0], tiled_lo[0], atol=1e-6) | np.isclose(boundary[:, 0], tiled_hi[0], atol=1e-6)
+    on_border |= np.isclose(boundary[:, 2], tiled_lo[2], atol=1e-6) | np.isclose(boundary[:, 2], tiled_hi[2], atol=1e-6)
+    assert on_border.all()
+    surface = 0.5 + np.log(4.0) / 50.0  # where 50·(0.5 - y) equals logit(0.2)
+    assert np.all(np.abs(mesh.vertices[:, 1] - surface) < 0.006)
+
+
+def test_empty_crops_are_skipped_and_refinement_stays_near_points():
+    model = analytic_model()
+    sparse = floor_scan(n=4000, size=(0.3, 0.3))
+    far = np.array([[3.0, 0.5, 3.0]])
+    result = reconstruct_scene(model, np.vstack([sparse, far]), units="m", settings=SETTINGS)
+    assert result.n_skipped > 0.8 * result.n_crops
+    assert model.net.encoded == result.n_crops - result.n_skipped
+
+
+@pytest.mark.parametrize(("unit", "factor"), [("m", 1.0), ("cm", 100.0), ("mm", 1000.0)])
+def test_units_give_the_same_scene_in_the_input_frame(unit, factor):
+    scan = floor_scan(n=8000, size=(1.2, 0.8))
+    reference = reconstruct_scene(analytic_model(wobble=0.0), scan, units="m", settings=SETTINGS).mesh
+    scaled = reconstruct_scene(analytic_model(wobble=0.0), scan * factor, units=unit, settings=SETTINGS).mesh
+    np.testing.assert_allclose(scaled.bounds / factor, reference.bounds, atol=1e-6)
+    assert len(scaled.faces) == len(reference.faces)
+
+
+def test_unit_detection_and_scene_detection():
+    room_mm = floor_scan() * np.array([3000.0, 1.0, 3000.0]) + np.array([0, 2500.0, 0])
+    room_mm[:, 1] = np.random.default_rng(0).uniform(0, 2500, len(room_mm))
+    per_metre, note = detect_units(room_mm, None)
+    assert per_metre == 1000.0 and "millimetres" in note
+    assert detect_units(floor_scan(), None) == (1.0, None)
+    assert detect_units(floor_scan(), "cm")[0] == 100.0
+    with pytest.raises(ValueError, match="--units"):
+        detect_units(floor_scan(), "furlong")
+    bunny = np.random.default_rng(0).uniform(0, 0.15, (100, 3))
+    assert not is_scene(bunny) and is_scene(floor_scan(size=(8.0, 5.0)))
+
+
+def test_voxel_size_rescales_the_crops():
+    scan = floor_scan(n=8000, size=(2.0, 2.0))
+    fine = reconstruct_scene(analytic_model(wobble=0.0), scan, units="m", settings=SETTINGS)
+    # Twice the voxel size halves the scan in the model frame: the floor sits at model height 0.25.
+    coarse_model = analytic_model(height=0.25 - np.log(4.0) / 50.0, wobble=0.0)
+    coarse = reconstruct_scene(coarse_model, scan, units="m", voxel_size=0.04, settings=SETTINGS)
+    assert coarse.n_crops < fine.n_crops
+    np.testing.assert_allclose(coarse.mesh.vertices[:, 1].mean(), 0.5, atol=0.005)
+
+
+def test_real_crop_network_runs_through_the_sliding_window():
+    config = copy.deepcopy(ARCHITECTURE_PRESETS["convonet-scene"])
+    kwargs = config["architecture"]["encoder_kwargs"]
+    kwargs["grid_resolution"] = SETTINGS.input_voxels
+    kwargs["unet3d_kwargs"].update(num_levels=2, f_maps=8)
+    torch.manual_seed(0)
+    net = build_network(config["architecture"]).eval()
+    model = OccupancyModel(net=net, config=config, name="tiny", source="local", revision=None, path=None, device=torch.device("cpu"))
+    scan = floor_scan(n=6000, size=(1.0, 0.8))
+    # Random weights: put the threshold at the median logit so that a surface exists.
+    settings = SceneSettings(**{**SETTINGS.__dict__, "threshold": 0.5})
+    with torch.no_grad():
+        net.decoder.fc_out.bias.zero_()
+        probe = reconstruct_probe(model, scan)
+        net.decoder.fc_out.bias -= probe
+    result = reconstruct_scene(model, scan, units="m", settings=settings)
+    assert len(result.mesh.faces) > 0
+    assert np.all(result.mesh.bounds[0] >= scan.min(axis=0) - SETTINGS.query_size)
+
+
+def reconstruct_probe(model: OccupancyModel, scan: np.ndarray) -> float:
+    """Median logit of the network around the scan (to calibrate a random network)."""
+    from occrecon.nets.coords import crop_index, crop_normalize
+
+    lo = scan.min(axis=0) - 0.1
+    hi = lo + SETTINGS.input_size
+    points = torch.from_numpy(scan[np.all(scan < hi, axis=1)].astype(np.float32))
+    index = crop_index(points, lo, hi, SETTINGS.input_voxels, "grid").view(1, 1, -1)
+    c = model.net.encode({"points": points[None], "index": {"grid": index}})
+    q = torch.from_numpy(lo + np.random.default_rng(0).random((500, 3)) * SETTINGS.input_size).float()[None]
+    logits = model.net.decode({"p": q, "p_n": {"grid": crop_normalize(q, lo, hi, "grid")}}, c)
+    return float(logits.median())
+
+
+def tiny_scene_model_folder(path) -> "Path":
+    """A real crop architecture, small and calibrated so its random field has a surface near the scan."""
+    from occrecon.loading import save_model_folder
+
+    config = copy.deepcopy(ARCHITECTURE_PRESETS["convonet-scene"])
+    config["name"] = "tiny-scene"
+    kwargs = config["architecture"]["encoder_kwargs"]
+    kwargs["grid_resolution"] = SETTINGS.input_voxels
+    kwargs["unet3d_kwargs"].update(num_levels=2, f_maps=8)
+    config["scene"].update(query_vol_size=SETTINGS.query_voxels, mise_resolution=10, mise_upsampling_steps=1)
+    config["generation"]["threshold"] = 0.5
+    torch.manual_seed(0)
+    net = build_network(config["architecture"]).eval()
+    model = OccupancyModel(net=net, config=config, name="tiny", source="local", revision=None, path=None, device=torch.device("cpu"))
+    with torch.no_grad():
+        net.decoder.fc_out.bias.zero_()
+        net.decoder.fc_out.bias -= reconstruct_probe(model, floor_scan(n=6000, size=(1.0, 0.8)))
+    return save_model_folder(net, config, path)
+
+
+def test_points_command_runs_scene_models(tmp_path, capsys):
+    import json
+
+    from occrecon.cli.main import main
+
+    folder = tiny_scene_model_folder(tmp_path / "scene-model")
+    scan = floor_scan(n=6000, size=(1.0, 0.8)) * 1000.0
+    np.save(tmp_path / "room.npy", scan)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["points", str(tmp_path / "room.npy"), "--model", str(folder), "--units", "mm", "-d", str(tmp_path), "--json", "-q"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0, out
+    record = json.loads(out)
+    assert record["status"] == "ok" and any("crops reconstructed" in n for n in record["notes"])
+    mesh = trimesh.load(record["output"], force="mesh")
+    assert mesh.bounds[1][0] > 500  # millimetres in, millimetres out
+
+
+def test_scene_flag_needs_a_scene_model(tmp_path, capsys):
+    from occrecon.cli.main import main
+    from tiny_models import save_tiny_model
+
+    folder = save_tiny_model("points", tmp_path / "object-model")
+    np.save(tmp_path / "room.npy", floor_scan(n=500))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["points", str(tmp_path / "room.npy"), "--model", str(folder), "--scene"])
+    assert exit_info.value.code == 2 and "--scene needs a scene model" in capsys.readouterr().err
+
+
+def test_large_clouds_switch_to_the_scene_model_automatically(tmp_path):
+    from occrecon.loading import load_model
+    from occrecon.pipeline import SceneOptions, reconstruct
+    from tiny_models import save_tiny_model
+
+    object_model = load_model(save_tiny_model("points", tmp_path / "object-model"), "cpu")
+    scene_model = load_model(tiny_scene_model_folder(tmp_path / "scene-model"), "cpu")
+    loads = []
+
+    def load_scene():
+        loads.append(1)
+        return scene_model
+
+    options = SceneOptions(scene_model=load_scene, units="m")
+    small = reconstruct(object_model, "points", floor_scan(n=3000, size=(1.0, 0.8)), scene=options)
+    assert not any("crops" in n for n in small.notes) and not loads
+    # Over 4 m across, yet most crops are empty (and skipped): one far point is enough.
+    big = np.vstack([floor_scan(n=3000, size=(1.0, 0.8)), [[4.5, 0.5, 0.2]]])
+    result = reconstruct(object_model, "points", big, scene=options)
+    assert any("crops reconstructed" in n for n in result.notes) and loads == [1]
