@@ -10,6 +10,7 @@ one that never stopped, whatever the number of loader workers.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import os
@@ -115,7 +116,11 @@ def default_cache_dir(config: TrainConfig) -> Path:
     """Where the generated dataset lives: ``$OCCRECON_CACHE`` or ``~/.cache/occrecon``."""
     root = Path(os.environ.get("OCCRECON_CACHE", Path.home() / ".cache" / "occrecon"))
     if config.data:
-        return root / "datasets" / f"meshes-{Path(config.data).resolve().name}-seed{config.seed}"
+        # Named after the folder's content, so editing the folder gives a fresh dataset.
+        folder = Path(config.data).resolve()
+        listing = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file())
+        digest = hashlib.sha1(repr((str(folder), listing, config.prepare_kwargs)).encode()).hexdigest()[:10]
+        return root / "datasets" / f"meshes-{folder.name}-{digest}-seed{config.seed}"
     return root / "datasets" / f"procedural-seed{config.seed}-n{config.n_shapes + config.val_shapes}"
 
 

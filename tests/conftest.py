@@ -24,6 +24,7 @@ def _isolated_hub(tmp_path_factory, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("SLURM_ARRAY_TASK_ID", raising=False)
     monkeypatch.delenv("SLURM_ARRAY_TASK_COUNT", raising=False)
+    monkeypatch.setenv("OCCRECON_CACHE", str(tmp_path_factory.mktemp("occrecon_cache")))
 
 
 @pytest.fixture

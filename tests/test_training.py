@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -17,7 +18,7 @@ SMALL = {"n_uniform": 2000, "n_near": 1000, "n_surface": 2000, "n_views": 1, "im
 
 
 def config(tmp_path, name: str, steps: int, task: str = "points", **overrides) -> TrainConfig:
-    return TrainConfig(
+    settings = dict(
         task=task,
         out=str(tmp_path / name),
         steps=steps,
@@ -32,8 +33,9 @@ def config(tmp_path, name: str, steps: int, task: str = "points", **overrides) -
         half=False,
         device="cpu",
         prepare_kwargs=SMALL,
-        **overrides,
     )
+    settings.update(overrides)
+    return TrainConfig(**settings)
 
 
 def test_resumed_run_matches_an_uninterrupted_one(tmp_path):
@@ -101,3 +103,23 @@ def test_train_command(tmp_path, capsys):
     assert exit_info.value.code == 0, capsys.readouterr().err
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert lines[-1] == {"model": str(tmp_path / "cli")}
+
+
+def test_training_on_a_folder_of_meshes(tmp_path):
+    import trimesh
+
+    meshes = tmp_path / "meshes"
+    meshes.mkdir()
+    trimesh.creation.icosphere(subdivisions=2).export(meshes / "ball.obj")
+    trimesh.creation.box(extents=(1.0, 0.5, 0.3)).export(meshes / "brick.ply")
+    trimesh.creation.cylinder(radius=0.3, height=1.0).export(meshes / "can.stl")
+    folder = train(config(tmp_path, "mine", 1, data=str(meshes), cache=None, val_shapes=1))
+    assert load_model(folder, "cpu").config["training"]["data"] == "user meshes"
+
+    open_mesh = trimesh.creation.icosphere(subdivisions=2)
+    open_mesh.update_faces(open_mesh.triangles_center[:, 2] < 0.2)  # a bowl: one big hole
+    open_mesh.export(meshes / "open.obj")
+    from occrecon.errors import InputError
+
+    with pytest.raises(InputError, match="open.obj.*not watertight"):
+        train(config(tmp_path, "broken", 1, data=str(meshes), cache=str(tmp_path / "broken-data"), val_shapes=1))
