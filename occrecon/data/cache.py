@@ -11,6 +11,10 @@ data do not depend on the number of workers or the order they finish in. A shard
 is written to a temporary file and renamed when complete; an interrupted run
 resumes by generating only the missing shards. Shards are uncompressed ``.npz``
 so that :class:`ShardDataset` can memory-map every array instead of reading it.
+
+Procedural rooms for the scene model use the same layout and machinery
+(:func:`build_room_dataset`), with variable-size point sets concatenated per
+shard, and are read as training crops by :class:`CropDataset`.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from occrecon.data import rooms
 from occrecon.data.prepare import prepare_sample, unpack_occupancies
 from occrecon.data.shapes import FAMILIES, random_shape
 from occrecon.errors import InputError
@@ -75,12 +80,17 @@ def _build_shard(job: tuple) -> tuple[int, int, str | None, str | None]:
     except InputError as exc:
         return k, 0, exc.source, exc.problem
     arrays = {key: np.stack([it[key] for it in items]) for key in items[0]}
+    _write_shard(out_dir, k, arrays)
+    return k, stop - start, None, None
+
+
+def _write_shard(out_dir: str | Path, k: int, arrays: dict[str, np.ndarray]) -> None:
+    """Write shard ``k`` atomically (temporary file, then rename), uncompressed for memory-mapping."""
     final = shard_path(out_dir, k)
     tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
     os.replace(tmp, final)
-    return k, stop - start, None, None
 
 
 def shard_is_complete(path: Path, expected: int) -> bool:
@@ -155,16 +165,7 @@ def build_dataset(
     }
     manifest = json.loads(json.dumps(manifest))  # compare like with like (tuples become lists)
     mpath = out / MANIFEST
-    was_complete = False
-    if mpath.is_file():
-        old = json.loads(mpath.read_text())
-        was_complete = bool(old.pop("complete", False))
-        if old != manifest:
-            raise InputError(
-                out, "holds a dataset generated with other settings; use another folder or delete it"
-            )
-    if not was_complete:
-        _write_json(mpath, {**manifest, "complete": False})
+    was_complete = _open_manifest(out, manifest)
 
     jobs = []
     done = 0
@@ -186,27 +187,52 @@ def build_dataset(
         if progress is not None:
             progress(done, n_shapes)
 
-    if workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            handle(_build_shard(job))
-    else:
-        # BLAS/OpenMP pools inside each worker would only fight the other workers for cores.
-        saved = {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-        os.environ.update({v: "1" for v in saved})
-        try:
-            ctx = mp.get_context("spawn")
-            with ctx.Pool(min(workers, len(jobs))) as pool:
-                for result in pool.imap_unordered(_build_shard, jobs):
-                    handle(result)
-        finally:
-            for v, val in saved.items():
-                if val is None:
-                    os.environ.pop(v, None)
-                else:
-                    os.environ[v] = val
+    _run_jobs(_build_shard, jobs, workers, handle)
     if jobs or not was_complete:
         _write_json(mpath, {**manifest, "complete": True})
     return manifest
+
+
+def _open_manifest(out: Path, manifest: dict[str, Any]) -> bool:
+    """Check ``out``'s manifest against ``manifest`` (or start one); return whether it was complete.
+
+    Raises:
+        InputError: the folder holds a dataset with other settings.
+    """
+    mpath = out / MANIFEST
+    was_complete = False
+    if mpath.is_file():
+        old = json.loads(mpath.read_text())
+        was_complete = bool(old.pop("complete", False))
+        if old != manifest:
+            raise InputError(
+                out, "holds a dataset generated with other settings; use another folder or delete it"
+            )
+    if not was_complete:
+        _write_json(mpath, {**manifest, "complete": False})
+    return was_complete
+
+
+def _run_jobs(worker: Callable[[tuple], Any], jobs: list[tuple], workers: int, handle: Callable[[Any], None]) -> None:
+    """Run shard jobs in this process or a spawned pool, calling ``handle`` on each result as it arrives."""
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            handle(worker(job))
+        return
+    # BLAS/OpenMP pools inside each worker would only fight the other workers for cores.
+    saved = {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    os.environ.update({v: "1" for v in saved})
+    try:
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(min(workers, len(jobs))) as pool:
+            for result in pool.imap_unordered(worker, jobs):
+                handle(result)
+    finally:
+        for v, val in saved.items():
+            if val is None:
+                os.environ.pop(v, None)
+            else:
+                os.environ[v] = val
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -386,3 +412,239 @@ class ShardDataset(torch.utils.data.Dataset):
             item["camera_K"] = torch.from_numpy(K)
             item["camera_Rt"] = torch.from_numpy(np.array(sh["camera_Rt"][j, v], dtype=np.float32))
         return item
+
+
+# --------------------------------------------------------------------------------------
+# Rooms (scene model)
+# --------------------------------------------------------------------------------------
+ROOM_GENERATOR_VERSION = "1"
+
+
+def _build_room_shard(job: tuple) -> tuple[int, int]:
+    """Worker entry point: generate and atomically write one shard of rooms (see :func:`rooms.stack_rooms`)."""
+    out_dir, k, start, stop, seed, room_kwargs, prepare_kwargs = job
+    items = [rooms.generate_room_item(seed, i, room_kwargs, prepare_kwargs) for i in range(start, stop)]
+    _write_shard(out_dir, k, rooms.stack_rooms(items))
+    return k, stop - start
+
+
+def build_room_dataset(
+    out_dir: str | Path,
+    n_rooms: int,
+    seed: int,
+    *,
+    shard_size: int = 8,
+    workers: int = 2,
+    progress: Callable[[int, int], None] | None = None,
+    room_kwargs: dict[str, Any] | None = None,
+    prepare_kwargs: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Generate (or complete) a sharded dataset of procedural rooms in ``out_dir``.
+
+    Same layout, determinism and resume behaviour as :func:`build_dataset`: room ``i``
+    comes from ``np.random.default_rng([seed, i])`` alone, shards are written
+    atomically and only missing ones are regenerated. A shard holds its rooms'
+    variable-size point sets concatenated (see :func:`occrecon.data.rooms.stack_rooms`);
+    read it with :class:`CropDataset`.
+
+    Args:
+        out_dir: dataset folder (created).
+        n_rooms: number of rooms.
+        seed: dataset seed.
+        shard_size: rooms per shard (a default room is ~20-55 MB of arrays).
+        workers: processes (spawned); 0 or 1 generates in this process.
+        progress: called as ``progress(rooms_done, n_rooms)`` after each shard.
+        room_kwargs: keyword arguments for :func:`occrecon.data.rooms.random_room`.
+        prepare_kwargs: keyword arguments for :func:`occrecon.data.rooms.prepare_room`.
+
+    Returns:
+        the manifest (also written to ``out_dir/manifest.json``).
+
+    Raises:
+        InputError: the folder holds a dataset with other settings, or ``n_rooms`` is not positive.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if n_rooms is None or n_rooms <= 0:
+        raise InputError(None, "n_rooms must be a positive number")
+    n_shards = (n_rooms + shard_size - 1) // shard_size
+    manifest = {
+        "kind": "rooms",
+        "generator_version": ROOM_GENERATOR_VERSION,
+        "seed": int(seed),
+        "n_rooms": int(n_rooms),
+        "shard_size": int(shard_size),
+        "n_shards": n_shards,
+        "room": dict(room_kwargs or {}),
+        "prepare": dict(prepare_kwargs or {}),
+    }
+    manifest = json.loads(json.dumps(manifest))
+    mpath = out / MANIFEST
+    was_complete = _open_manifest(out, manifest)
+    jobs = []
+    done = 0
+    for k in range(n_shards):
+        start, stop = k * shard_size, min((k + 1) * shard_size, n_rooms)
+        if shard_is_complete(shard_path(out, k), stop - start):
+            done += stop - start
+            continue
+        jobs.append((str(out), k, start, stop, int(seed), manifest["room"], manifest["prepare"]))
+    if progress is not None:
+        progress(done, n_rooms)
+
+    def handle(result: tuple[int, int]) -> None:
+        nonlocal done
+        done += result[1]
+        if progress is not None:
+            progress(done, n_rooms)
+
+    _run_jobs(_build_room_shard, jobs, workers, handle)
+    if jobs or not was_complete:
+        _write_json(mpath, {**manifest, "complete": True})
+    return manifest
+
+
+class CropDataset(torch.utils.data.Dataset):
+    """Training crops of procedural rooms for ConvONet's sliding-window (crop) scene model.
+
+    An item is one input crop, a cube of side ``input_size`` (m), with the query crop
+    of side ``query_size`` at its centre. The crop is centred on a random scan-visible
+    surface point moved by up to ``query_size / 2`` per axis, so that point lies in the
+    query crop and every crop contains geometry. Everything is in the room's metric
+    frame (y up, floor at 0); the model normalises by the crop corners.
+
+    Items are dicts:
+        ``points``: (n_points, 3) float32 input points inside ``[lower, upper)``: surface
+        samples (only scan-visible ones if ``scan``) plus Gaussian noise ``noise_std``,
+        drawn without replacement, or with replacement when the crop holds fewer.
+        ``query``: (n_query, 3) float32 points inside the query crop
+        ``[centre - query_size/2, centre + query_size/2)``, a ``near_fraction`` share
+        from the near-surface samples, the rest uniform (with replacement).
+        ``occ``: (n_query,) float32 exact 0/1 occupancy of ``query``.
+        ``lower``, ``upper``: (3,) float32 input-crop corners.
+        ``index``: int room index.
+
+    Randomness comes from torch's global generator (as in :class:`ShardDataset`), so
+    items are reproducible under ``torch.manual_seed``.
+
+    Args:
+        root: folder written by :func:`build_room_dataset`.
+        input_size: input crop side (m).
+        query_size: query crop side (m), at most ``input_size``.
+        n_points: input points per item.
+        n_query: query points per item.
+        near_fraction: share of queries from the near-surface samples.
+        noise_std: input noise sigma (m).
+        scan: inputs from the scan-like subset (no ceiling, no exterior faces, holes);
+            False uses every surface sample.
+        indices: optional subset of room indices (e.g. a validation split).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        input_size: float = 2.0,
+        query_size: float = 1.0,
+        n_points: int = 10000,
+        n_query: int = 2048,
+        near_fraction: float = 0.5,
+        noise_std: float = 0.005,
+        scan: bool = True,
+        indices: list[int] | np.ndarray | None = None,
+    ):
+        if not 0 < query_size <= input_size:
+            raise ValueError("need 0 < query_size <= input_size")
+        self.root = Path(root)
+        self.manifest = read_manifest(root)
+        if self.manifest.get("kind") != "rooms":
+            raise InputError(root, "not a room dataset (build it with build_room_dataset)")
+        self.input_size = float(input_size)
+        self.query_size = float(query_size)
+        self.n_points = int(n_points)
+        self.n_query = int(n_query)
+        self.near_fraction = float(near_fraction)
+        self.noise_std = float(noise_std)
+        self.scan = bool(scan)
+        n = self.manifest["n_rooms"]
+        self.indices = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
+        if len(self.indices) and (self.indices.min() < 0 or self.indices.max() >= n):
+            raise IndexError("indices out of range")
+        self._shards: dict[int, dict[str, np.ndarray]] = {}
+
+    # Memory maps reopened per worker, torch-seeded generator: as in ShardDataset.
+    __getstate__ = ShardDataset.__getstate__
+    _shard = ShardDataset._shard
+    _rng = ShardDataset._rng
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def _anchor(self, sh: dict[str, np.ndarray], a: int, b: int, rng: np.random.Generator) -> np.ndarray:
+        """A random (scan-visible) surface point among the room's points ``a:b``, float64 (3,)."""
+        mask = sh["scan_mask"]
+        k = int(rng.integers(a, b))
+        for _ in range(64):  # most points are visible: rejection is cheaper than unpacking the room
+            if not self.scan or (int(mask[k // 8]) >> (7 - k % 8)) & 1:
+                break
+            k = int(rng.integers(a, b))
+        return np.asarray(sh["surface_points"][k], dtype=np.float64)
+
+    def __getitem__(self, idx: int) -> dict[str, Any]:
+        i = int(self.indices[idx])
+        size = self.manifest["shard_size"]
+        sh = self._shard(i // size)
+        j = i % size
+        rng = self._rng()
+        origin = np.asarray(sh["bin_origin"][j], dtype=np.float64)
+        dims = np.asarray(sh["bin_dims"][j], dtype=np.int64)
+        bin_size = float(sh["bin_size"][j])
+        b0 = int(sh["bin_start"][j])
+        offs = {s: np.asarray(sh[f"{s}_offsets"][b0 : b0 + int(np.prod(dims)) + 1]) for s in rooms.POINT_SETS}
+        a, b = int(offs["surface"][0]), int(offs["surface"][-1])
+        s, q = self.input_size, self.query_size
+        for _ in range(16):  # a crop whose inputs or queries all fall out is drawn again
+            centre = self._anchor(sh, a, b, rng) + rng.uniform(-q / 2, q / 2, 3)
+            lower, upper = (centre - s / 2).astype(np.float32), (centre + s / 2).astype(np.float32)
+            qlo, qhi = (centre - q / 2).astype(np.float32), (centre + q / 2).astype(np.float32)
+            grow = 4 * self.noise_std  # noise can carry points from just outside into the crop
+            ranges = rooms.box_ranges(offs["surface"], origin, dims, bin_size, lower - grow, upper + grow)
+            pts = rooms.take_ranges(sh["surface_points"], ranges)
+            if self.scan:
+                pts = pts[rooms.unpack_ranges(sh["scan_mask"], ranges)]
+            pts = pts + rng.normal(scale=self.noise_std, size=pts.shape).astype(np.float32)
+            pts = pts[np.all((pts >= lower) & (pts < upper), axis=1)]
+            sets = {}
+            for name, flag in (("uniform", "uniform_occ"), ("near", "near_occ")):
+                r = rooms.box_ranges(offs[name], origin, dims, bin_size, qlo, qhi)
+                p = rooms.take_ranges(sh[f"{name}_points"], r)
+                o = rooms.unpack_ranges(sh[flag], r)
+                keep = np.all((p >= qlo) & (p < qhi), axis=1)
+                sets[name] = (p[keep], o[keep])
+            n_uni_avail, n_near_avail = len(sets["uniform"][0]), len(sets["near"][0])
+            if len(pts) and (n_uni_avail or n_near_avail):
+                break
+        else:
+            raise RuntimeError(f"room {i}: no crop with input points and queries in 16 draws")
+        if len(pts) >= self.n_points:
+            sel = rng.choice(len(pts), self.n_points, replace=False)
+        else:
+            sel = rng.integers(0, len(pts), self.n_points)
+        n_near = int(round(self.n_query * self.near_fraction)) if n_near_avail else 0
+        if not n_uni_avail:
+            n_near = self.n_query
+        query, occ = [], []
+        for name, n in (("near", n_near), ("uniform", self.n_query - n_near)):
+            if n:
+                p, o = sets[name]
+                k = rng.integers(0, len(p), n)
+                query.append(p[k])
+                occ.append(o[k])
+        return {
+            "points": torch.from_numpy(np.ascontiguousarray(pts[sel], dtype=np.float32)),
+            "query": torch.from_numpy(np.concatenate(query).astype(np.float32)),
+            "occ": torch.from_numpy(np.concatenate(occ).astype(np.float32)),
+            "lower": torch.from_numpy(lower),
+            "upper": torch.from_numpy(upper),
+            "index": i,
+        }
