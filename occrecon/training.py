@@ -53,6 +53,18 @@ MODEL_TEMPLATES: dict[str, dict[str, Any]] = {
         "base": "onet-img",
         "input": {"kind": "image", "image_size": 128},
     },
+    # The crop model of upstream's sliding window, made CPU-sized: 2 cm voxels,
+    # 0.8 m query crops, a 3-level U-Net (receptive field 32 voxels) with 16 base
+    # channels, hence 72-voxel (1.44 m) input crops.
+    "scene": {
+        "name": "convonet-scene-synthetic",
+        "task": "scene",
+        "base": "convonet-scene",
+        "input": {"kind": "points", "n_points": 8000, "noise": 0.005},
+        "encoder_kwargs": {"grid_resolution": 72, "unit_size": 0.02, "unet3d_kwargs": {"num_levels": 3, "f_maps": 16, "in_channels": 32, "out_channels": 32}},
+        "decoder_kwargs": {"unit_size": 0.02},
+        "scene": {"unit_size": 0.02, "voxel_size_m": 0.02, "query_vol_size": 40, "mise_resolution": 20, "mise_upsampling_steps": 2, "max_points_per_crop": 100_000, "units": "meters"},
+    },
 }
 
 
@@ -101,6 +113,7 @@ class TrainConfig:
     prepare_kwargs: dict[str, Any] = field(
         default_factory=lambda: {"n_uniform": 20_000, "n_near": 20_000, "n_surface": 20_000, "n_views": 6, "image_size": 137}
     )
+    room_prepare_kwargs: dict[str, Any] | None = None
 
 
 @dataclass
@@ -132,14 +145,28 @@ def model_config(task: str) -> dict[str, Any]:
         raise OccreconError(f"cannot train task {task!r}; choose one of {', '.join(MODEL_TEMPLATES)}")
     template = MODEL_TEMPLATES[task]
     base = ARCHITECTURE_PRESETS[template["base"]]
-    return {
+    architecture = copy.deepcopy(base["architecture"])
+    for key in ("encoder_kwargs", "decoder_kwargs"):
+        _merge(architecture[key], template.get(key, {}))
+    config = {
         "name": template["name"],
         "task": task,
-        "description": f"{base['name']} architecture trained by occrecon on procedural shapes",
-        "architecture": copy.deepcopy(base["architecture"]),
+        "description": f"{base['name']} architecture trained by occrecon on procedural {'rooms' if task == 'scene' else 'shapes'}",
+        "architecture": architecture,
         "input": copy.deepcopy(template["input"]),
         "generation": dict(_GENERATION),
     }
+    if "scene" in template:
+        config["scene"] = copy.deepcopy(template["scene"])
+    return config
+
+
+def _merge(target: dict[str, Any], updates: dict[str, Any]) -> None:
+    for key, value in updates.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = value
 
 
 def _lr_at(step: int, config: TrainConfig) -> float:
@@ -190,10 +217,30 @@ def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _crop_sizes(model_cfg: dict[str, Any]) -> tuple[float, float, int]:
+    """(input crop edge, query crop edge, input voxels) of a scene model, in metres."""
+    kwargs = model_cfg["architecture"]["encoder_kwargs"]
+    unit = float(kwargs["unit_size"])
+    voxels = int(kwargs["grid_resolution"])
+    return voxels * unit, int(model_cfg["scene"]["query_vol_size"]) * unit, voxels
+
+
 def _dataset(config: TrainConfig, indices: np.ndarray, model_cfg: dict[str, Any]):
-    from occrecon.data.cache import ShardDataset
+    from occrecon.data.cache import CropDataset, ShardDataset
 
     spec = model_cfg["input"]
+    if config.task == "scene":
+        input_size, query_size, _ = _crop_sizes(model_cfg)
+        return CropDataset(
+            config.cache,
+            input_size=input_size,
+            query_size=query_size,
+            n_points=int(spec["n_points"]),
+            n_query=config.n_query,
+            near_fraction=config.near_fraction,
+            noise_std=float(spec.get("noise", 0.005)),
+            indices=indices,
+        )
     return ShardDataset(
         config.cache,
         config.task,
@@ -208,10 +255,22 @@ def _dataset(config: TrainConfig, indices: np.ndarray, model_cfg: dict[str, Any]
 
 def prepare_data(config: TrainConfig, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Generate (or complete) the dataset of a run; returns its manifest."""
-    from occrecon.data.cache import build_dataset
+    from occrecon.data.cache import build_dataset, build_room_dataset
 
     if config.cache is None:
         config.cache = str(default_cache_dir(config))
+    if config.task == "scene":
+        if config.data:
+            raise OccreconError("scene models train on procedural rooms; --data is for object tasks")
+        manifest = build_room_dataset(
+            config.cache,
+            config.n_shapes + config.val_shapes,
+            config.seed,
+            workers=max(1, config.workers),
+            progress=progress,
+            prepare_kwargs=config.room_prepare_kwargs,
+        )
+        return {**manifest, "n_shapes": manifest.get("n_rooms", manifest.get("n_shapes"))}
     return build_dataset(
         config.cache,
         None if config.data else config.n_shapes + config.val_shapes,
@@ -223,8 +282,29 @@ def prepare_data(config: TrainConfig, progress: Callable[[int, int], None] | Non
     )
 
 
+def _crop_batch(batch: dict[str, Any], resolution: int, device: torch.device) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Encoder and decoder inputs of the crop model for a batch of crops (each with its own box)."""
+    lower, upper = batch["lower"].to(device)[:, None], batch["upper"].to(device)[:, None]
+    points, query = batch["points"].to(device), batch["query"].to(device)
+    extent = upper - lower
+    cell = torch.floor((points - lower) / extent * resolution).long().clamp_(0, resolution - 1)
+    index = cell[..., 0] + resolution * (cell[..., 1] + resolution * cell[..., 2])
+    encoder_inputs = {"points": points, "index": {"grid": index[:, None]}}
+    decoder_inputs = {"p": query, "p_n": {"grid": (query - lower) / extent}}
+    return encoder_inputs, decoder_inputs
+
+
+def forward_batch(net: torch.nn.Module, batch: dict[str, Any], task: str, device: torch.device, crop_resolution: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and occupancy targets of a training batch, for every task."""
+    if task == "scene":
+        encoder_inputs, decoder_inputs = _crop_batch(batch, crop_resolution, device)
+        return net.decode(decoder_inputs, net.encode(encoder_inputs)), batch["occ"].to(device)
+    logits = net.decode(batch["points"].to(device), net.encode(batch["inputs"].to(device)))
+    return logits, batch["occ"].to(device)
+
+
 @torch.no_grad()
-def validation_iou(net: torch.nn.Module, dataset, device: torch.device, *, threshold: float = 0.2, seed: int = 12345) -> float:
+def validation_iou(net: torch.nn.Module, dataset, device: torch.device, *, threshold: float = 0.2, seed: int = 12345, task: str = "points", crop_resolution: int = 0) -> float:
     """Mean IoU of predicted occupancy (probability ≥ threshold) on held-out shapes' uniform samples."""
     from occrecon.metrics import iou_from_occupancy
 
@@ -233,11 +313,10 @@ def validation_iou(net: torch.nn.Module, dataset, device: torch.device, *, thres
     logit = math.log(threshold) - math.log1p(-threshold)
     for position in range(len(dataset)):
         torch.manual_seed(seed + position)
-        item = dataset[position]
-        inputs = item["inputs"][None].to(device)
-        points = item["points"][None].to(device)
-        predicted = (net.decode(points, net.encode(inputs)) >= logit)[0].cpu().numpy()
-        ious.append(float(iou_from_occupancy(predicted, item["occ"].numpy() > 0.5)))
+        batch = _collate([dataset[position]])
+        logits, occ = forward_batch(net, batch, task, device, crop_resolution)
+        predicted = (logits >= logit)[0].cpu().numpy()
+        ious.append(float(iou_from_occupancy(predicted, occ[0].cpu().numpy() > 0.5)))
     return float(np.mean(ious)) if ious else float("nan")
 
 
@@ -314,6 +393,7 @@ def train(
     train_set = _dataset(config, np.arange(n_total - n_val), model_cfg)
     val_set = _dataset(config, np.arange(n_total - n_val, n_total), model_cfg)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
+    crop_resolution = _crop_sizes(model_cfg)[2] if config.task == "scene" else 0
 
     start_step, best_iou, history, elapsed = 0, -1.0, [], 0.0
     if resume:
@@ -346,9 +426,7 @@ def train(
     for step, batch in enumerate(loader, start=start_step):
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(step, config)
-        inputs = batch["inputs"].to(device)
-        points, occ = batch["points"].to(device), batch["occ"].to(device)
-        logits = net.decode(points, net.encode(inputs))
+        logits, occ = forward_batch(net, batch, config.task, device, crop_resolution)
         loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, occ, reduction="none").sum(-1).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -361,7 +439,7 @@ def train(
         done = step + 1
         report = StepReport(step=done, loss=loss.item(), shapes_per_second=rate)
         if done % config.val_every == 0 or done == config.steps:
-            iou = validation_iou(net, val_set, device)
+            iou = validation_iou(net, val_set, device, task=config.task, crop_resolution=crop_resolution)
             net.train()
             history.append({"step": done, "val_iou": iou, "loss": report.loss, "elapsed_s": round(elapsed, 1)})
             if iou > best_iou:
@@ -443,9 +521,17 @@ def model_card(config: dict[str, Any], benchmark: str | None = None) -> str:
         benchmark or "Not measured yet: run `python benchmarks/quality.py`.",
         "",
         "## Limits",
-        "- Objects are expected in a canonical pose (y up), like ShapeNet; other orientations reconstruct worse.",
-        "- Trained on procedural shapes only: fine detail and organic shapes are beyond what it has seen.",
     ]
+    if config["task"] == "scene":
+        lines += [
+            "- Metric scans with y up (the floor horizontal); other units via --units, other resolutions via --voxel-size.",
+            "- Trained on procedural rooms only: real clutter and thin structures are beyond what it has seen.",
+        ]
+    else:
+        lines += [
+            "- Objects are expected in a canonical pose (y up), like ShapeNet; other orientations reconstruct worse.",
+            "- Trained on procedural shapes only: fine detail and organic shapes are beyond what it has seen.",
+        ]
     if config["task"] == "image":
         lines.append("- Images: one object on a plain background, seen from a moderate elevation; the mesh is in the object's canonical frame, not the camera's.")
     return "\n".join(lines) + "\n"

@@ -123,3 +123,33 @@ def test_training_on_a_folder_of_meshes(tmp_path):
 
     with pytest.raises(InputError, match="open.obj.*not watertight"):
         train(config(tmp_path, "broken", 1, data=str(meshes), cache=str(tmp_path / "broken-data"), val_shapes=1))
+
+
+def test_scene_model_trains_on_rooms_and_runs_the_sliding_window(tmp_path):
+    from occrecon.data.rooms import prepare_room, random_room  # noqa: F401  (the generator under test)
+    from occrecon.scene import reconstruct_scene
+
+    run = config(tmp_path, "scene", 1, task="scene", n_shapes=1, val_shapes=1, n_query=128, cache=str(tmp_path / "rooms"))
+    run.room_prepare_kwargs = {"surface_density": 300.0, "uniform_density": 300.0, "near_density": 200.0}
+    folder = train(run)
+    model = load_model(folder, "cpu")
+    assert model.task == "scene" and model.config["architecture"]["encoder_kwargs"]["grid_resolution"] == 72
+    rng = np.random.default_rng(0)
+    floor = np.c_[rng.uniform(0, 1.5, 3000), rng.normal(0, 0.003, 3000), rng.uniform(0, 1.0, 3000)]
+    # One step of training is no model yet: move the output bias so that the threshold
+    # sits at the median logit around the floor, then the window must find a surface.
+    from occrecon.training import _crop_batch
+
+    lower = torch.tensor([[-0.3, -0.7, -0.3]])
+    batch = {
+        "points": torch.from_numpy(floor[:2000].astype(np.float32))[None],
+        "query": lower[:, None] + torch.rand(1, 500, 3) * 1.44,
+        "lower": lower,
+        "upper": lower + 1.44,
+    }
+    with torch.no_grad():
+        encoder_inputs, decoder_inputs = _crop_batch(batch, 72, torch.device("cpu"))
+        median = model.net.decode(decoder_inputs, model.net.encode(encoder_inputs)).median()
+        model.net.decoder.fc_out.bias -= median + np.log(4.0)  # logit(0.2) = -log 4
+    result = reconstruct_scene(model, floor, units="m")
+    assert result.n_crops - result.n_skipped >= 2 and len(result.mesh.faces) > 0

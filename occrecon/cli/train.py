@@ -17,6 +17,7 @@ class Task(str, Enum):
     image = "image"
     points = "points"
     voxels = "voxels"
+    scene = "scene"
 
 
 def train_command(
@@ -30,7 +31,7 @@ def train_command(
     device: DeviceOpt = "auto",
     data: Annotated[Optional[Path], typer.Option("--data", help="Train on this folder of watertight meshes instead of procedural shapes.")] = None,
     from_model: Annotated[Optional[str], typer.Option("--from", help="Start from this model (name, Hub id or folder) and fine-tune.")] = None,
-    shapes: Annotated[int, typer.Option("--shapes", min=2, help="Procedural shapes to generate.")] = 4000,
+    shapes: Annotated[int, typer.Option("--shapes", min=2, help="Procedural shapes (rooms for scene) to generate.")] = 4000,
     val_shapes: Annotated[int, typer.Option("--val-shapes", min=1, help="Held-out shapes for validation IoU.")] = 64,
     val_every: Annotated[int, typer.Option("--val-every", min=1, help="Validate every N steps.")] = 500,
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Dataset folder. [default: ~/.cache/occrecon/datasets/...]")] = None,
@@ -40,7 +41,7 @@ def train_command(
     quiet: QuietOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
-    """Train a model; the result is a model folder that --model DIR loads."""
+    """Train a model on procedural shapes (scene: rooms) or your meshes; the run folder becomes a model folder."""
     from occrecon.training import TrainConfig, train
 
     if data is not None and not data.is_dir():
