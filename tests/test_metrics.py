@@ -278,3 +278,27 @@ def test_bad_ground_truth_and_options_are_refused():
         M.evaluate_meshes(unit_cube(), unit_cube(), units="m")
     with pytest.raises(ValueError, match="positive"):
         M.evaluate_meshes(unit_cube(), unit_cube(), f_thresholds=(0.0,))
+
+
+def test_filled_inside_mask_handles_open_and_overlapping_meshes():
+    from occrecon.metrics import filled_inside_mask
+
+    points = np.random.default_rng(0).uniform(-0.55, 0.55, (20000, 3))
+    sphere = trimesh.creation.icosphere(subdivisions=5, radius=0.4)
+    truth = np.linalg.norm(points, axis=1) < 0.4
+    assert np.mean(filled_inside_mask(sphere, points) == truth) > 0.99
+    # A missing triangle (smaller than two voxels) is sealed.
+    holed = sphere.copy()
+    holed.update_faces(np.arange(len(holed.faces)) != 0)
+    assert not holed.is_watertight
+    assert np.mean(filled_inside_mask(holed, points, resolution=128) == truth) > 0.98
+    # Two overlapping closed boxes stored as one mesh (as in many CAD/ModelNet files):
+    # parity-based inside tests get the overlap wrong, the filled voxels do not.
+    a = trimesh.creation.box(extents=(0.6, 0.2, 0.2))
+    b = trimesh.creation.box(extents=(0.2, 0.6, 0.2))
+    cross = trimesh.util.concatenate([a, b])
+    in_a = np.all(np.abs(points) < [0.3, 0.1, 0.1], axis=1)
+    in_b = np.all(np.abs(points) < [0.1, 0.3, 0.1], axis=1)
+    truth = in_a | in_b
+    assert np.mean(filled_inside_mask(cross, points) == truth) > 0.99
+    assert not filled_inside_mask(trimesh.Trimesh(), points).any()
