@@ -52,6 +52,9 @@ MODEL_TEMPLATES: dict[str, dict[str, Any]] = {
         "task": "image",
         "base": "onet-img",
         "input": {"kind": "image", "image_size": 128},
+        # ONet's decoder costs ~1.4 MFLOP per query: 64³ keeps a CPU run to seconds
+        # (--upsampling-steps 2 gives upstream's 128³).
+        "generation": {"upsampling_steps": 1},
     },
     # The crop model of upstream's sliding window, made CPU-sized: 2 cm voxels,
     # 0.8 m query crops, a 3-level U-Net (receptive field 32 voxels) with 16 base
@@ -156,6 +159,7 @@ def model_config(task: str) -> dict[str, Any]:
         "input": copy.deepcopy(template["input"]),
         "generation": dict(_GENERATION),
     }
+    config["generation"].update(template.get("generation", {}))
     if "scene" in template:
         config["scene"] = copy.deepcopy(template["scene"])
     return config
