@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from occrecon.errors import InputError
+from occrecon.errors import InputError, InvalidModelFolderError, ModelUnavailableError, UnknownModelError
 from occrecon.io.mesh import write_mesh
 from occrecon.io.paths import InputItem, plan_output
 from occrecon.loading import OccupancyModel
@@ -127,6 +127,8 @@ def run_batch(
             write_mesh(result.mesh, target, file_format=file_format, overwrite=overwrite)
             if save_input:
                 save_preview(result.preview, target, overwrite)
+        except (ModelUnavailableError, UnknownModelError, InvalidModelFolderError):
+            raise  # a model that cannot be loaded (e.g. the scene model on first need) is a setup problem
         except Exception as exc:  # one bad input must not stop the batch; --debug keeps the traceback
             message = str(exc)
             if not isinstance(exc, InputError) and str(item.path) not in message:

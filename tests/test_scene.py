@@ -260,3 +260,19 @@ def test_large_clouds_switch_to_the_scene_model_automatically(tmp_path):
     big = np.vstack([floor_scan(n=3000, size=(1.0, 0.8)), [[4.5, 0.5, 0.2]]])
     result = reconstruct(object_model, "points", big, scene=options)
     assert any("crops reconstructed" in n for n in result.notes) and loads == [1]
+
+
+def test_missing_scene_model_is_a_setup_error(tmp_path, capsys, monkeypatch):
+    from occrecon.cli.main import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("occrecon.registry.default_model", lambda task: {"points": str(tiny_object), "scene": "convonet-scene"}[task])
+    from tiny_models import save_tiny_model
+
+    tiny_object = save_tiny_model("points", tmp_path / "object-model")
+    np.save(tmp_path / "hall.npy", np.vstack([floor_scan(n=500), [[9.0, 0.5, 0.0]]]))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["points", str(tmp_path / "hall.npy"), "-d", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "convonet-scene" in err and "occrecon models download" in err
+    assert not (tmp_path / "hall.obj").exists()
