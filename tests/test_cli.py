@@ -230,3 +230,14 @@ def test_unavailable_hub_model_is_a_setup_error(tmp_path, capsys, monkeypatch):
     code, _, err = run(["points", a, "--model", "convonet-shapenet-3plane"], capsys)
     assert code == 2 and "occrecon models download convonet-shapenet-3plane" in err and "Traceback" not in err
     assert len([line for line in err.splitlines() if line.startswith("Error:")]) == 1
+
+
+def test_outputs_get_ordinary_file_permissions(points_model, tmp_path, capsys):
+    src = write_xyz(tmp_path / "s.xyz", sphere_cloud(n=500))
+    old = os.umask(0o022)
+    try:
+        code, _, _ = run(["points", src, "--model", points_model, "-o", tmp_path / "s.obj", "-q"], capsys)
+    finally:
+        os.umask(old)
+    assert code == 0 and (tmp_path / "s.obj").stat().st_mode & 0o777 == 0o644
+    assert not list(tmp_path.glob(".s.obj.*"))  # no temporary file left behind

@@ -60,11 +60,18 @@ def write_mesh(mesh: trimesh.Trimesh, path: str | Path, *, file_format: str | No
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; outputs get the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def make_mesh(vertices: np.ndarray, faces: np.ndarray) -> trimesh.Trimesh:
