@@ -28,7 +28,8 @@ def _isolated_hub(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture
-def shared_eval() -> Path:
+def eval_dir() -> Path:
+    """The shared evaluation data beside the checkout; tests using it skip cleanly when it is absent."""
     path = SHARED / "eval"
     if not path.is_dir():
         pytest.skip("../shared/eval is not present")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,18 +21,6 @@ from occrecon.preprocess import (
     prepare_voxels,
     resample_occupancy,
 )
-
-EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
-if not EVAL.is_dir():
-    EVAL = Path("/work/shared/eval")
-
-
-@pytest.fixture
-def eval_dir() -> Path:
-    if not EVAL.is_dir():
-        pytest.skip("shared eval data not present")
-    return EVAL
-
 
 @pytest.fixture
 def cloud() -> np.ndarray:

@@ -24,19 +24,6 @@ from occrecon.io.readers import (
     read_voxels,
 )
 
-EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
-if not EVAL.is_dir():
-    EVAL = Path("/work/shared/eval")
-
-
-@pytest.fixture
-def eval_dir() -> Path:
-    """The shared evaluation data; tests using it skip cleanly when it is absent."""
-    if not EVAL.is_dir():
-        pytest.skip("shared eval data not present")
-    return EVAL
-
-
 @pytest.fixture
 def cloud() -> np.ndarray:
     """(500, 3) float64 cloud with distinct rows, off-centre and not unit-sized."""
