@@ -93,6 +93,18 @@ def _write_shard(out_dir: str | Path, k: int, arrays: dict[str, np.ndarray]) -> 
     os.replace(tmp, final)
 
 
+def _missing_shards(out: Path, n_items: int, shard_size: int) -> tuple[list[tuple[int, int, int]], int]:
+    """Shards still to generate as ``(k, start, stop)``, and how many items the complete ones hold."""
+    missing, done = [], 0
+    for k in range(-(-n_items // shard_size)):
+        start, stop = k * shard_size, min((k + 1) * shard_size, n_items)
+        if shard_is_complete(shard_path(out, k), stop - start):
+            done += stop - start
+        else:
+            missing.append((k, start, stop))
+    return missing, done
+
+
 def shard_is_complete(path: Path, expected: int) -> bool:
     """True if the shard exists, is a readable archive and holds ``expected`` shapes."""
     if not path.is_file():
@@ -167,14 +179,8 @@ def build_dataset(
     mpath = out / MANIFEST
     was_complete = _open_manifest(out, manifest)
 
-    jobs = []
-    done = 0
-    for k in range(n_shards):
-        start, stop = k * shard_size, min((k + 1) * shard_size, n_shapes)
-        if shard_is_complete(shard_path(out, k), stop - start):
-            done += stop - start
-            continue
-        jobs.append((str(out), k, start, stop, int(seed), families, source_files, prepare_kwargs))
+    ranges, done = _missing_shards(out, n_shapes, shard_size)
+    jobs = [(str(out), k, start, stop, int(seed), families, source_files, prepare_kwargs) for k, start, stop in ranges]
     if progress is not None:
         progress(done, n_shapes)
 
@@ -481,14 +487,8 @@ def build_room_dataset(
     manifest = json.loads(json.dumps(manifest))
     mpath = out / MANIFEST
     was_complete = _open_manifest(out, manifest)
-    jobs = []
-    done = 0
-    for k in range(n_shards):
-        start, stop = k * shard_size, min((k + 1) * shard_size, n_rooms)
-        if shard_is_complete(shard_path(out, k), stop - start):
-            done += stop - start
-            continue
-        jobs.append((str(out), k, start, stop, int(seed), manifest["room"], manifest["prepare"]))
+    ranges, done = _missing_shards(out, n_rooms, shard_size)
+    jobs = [(str(out), k, start, stop, int(seed), manifest["room"], manifest["prepare"]) for k, start, stop in ranges]
     if progress is not None:
         progress(done, n_rooms)
 
