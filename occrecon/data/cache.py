@@ -299,6 +299,14 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
     return manifest
 
 
+def _checked_indices(indices: list[int] | np.ndarray | None, n: int) -> np.ndarray:
+    """The item indices a dataset serves: all ``n`` by default, else the given subset, range-checked."""
+    out = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
+    if len(out) and (out.min() < 0 or out.max() >= n):
+        raise IndexError("indices out of range")
+    return out
+
+
 class ShardDataset(torch.utils.data.Dataset):
     """Per-shape training items from a sharded dataset, for one task.
 
@@ -351,10 +359,7 @@ class ShardDataset(torch.utils.data.Dataset):
         self.n_input_points = int(n_input_points)
         self.noise_std = float(noise_std)
         self.image_size = int(image_size)
-        n = self.manifest["n_shapes"]
-        self.indices = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
-        if len(self.indices) and (self.indices.min() < 0 or self.indices.max() >= n):
-            raise IndexError("indices out of range")
+        self.indices = _checked_indices(indices, self.manifest["n_shapes"])
         self._shards: dict[int, dict[str, np.ndarray]] = {}
 
     def __getstate__(self) -> dict:
@@ -566,10 +571,7 @@ class CropDataset(torch.utils.data.Dataset):
         self.near_fraction = float(near_fraction)
         self.noise_std = float(noise_std)
         self.scan = bool(scan)
-        n = self.manifest["n_rooms"]
-        self.indices = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
-        if len(self.indices) and (self.indices.min() < 0 or self.indices.max() >= n):
-            raise IndexError("indices out of range")
+        self.indices = _checked_indices(indices, self.manifest["n_rooms"])
         self._shards: dict[int, dict[str, np.ndarray]] = {}
 
     # Memory maps reopened per worker, torch-seeded generator: as in ShardDataset.
