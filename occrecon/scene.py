@@ -56,6 +56,9 @@ class SceneSettings:
         threshold: surface probability.
         max_points_per_crop: input points per crop above which a crop is subsampled.
         refine_margin_voxels: cells farther than this from every input point are not refined.
+        border_voxels: the lattice reaches this far beyond the scan's bounds, so that
+            surfaces at its edge (a wall seen from inside, the floor) are crossed by the
+            lattice and come out, instead of lying on its last layer.
         batch_size: decoder queries per forward pass.
     """
 
@@ -67,6 +70,7 @@ class SceneSettings:
     threshold: float = 0.2
     max_points_per_crop: int = 200_000
     refine_margin_voxels: float = 3.0
+    border_voxels: float = 3.0
     batch_size: int = 100_000
 
     @property
@@ -332,7 +336,7 @@ def reconstruct_scene(
 
     timings = {"encode": 0.0, "field": 0.0, "marching_cubes": 0.0}
     start = time.perf_counter()
-    grid = plan_crops(model_points, settings.query_size)
+    grid = plan_crops(model_points, settings.query_size, margin=settings.border_voxels * settings.unit_size)
     bins = PointBins(model_points, grid)
     cells = settings.cells_per_crop
     step = settings.query_size / cells

@@ -56,19 +56,24 @@ MODEL_TEMPLATES: dict[str, dict[str, Any]] = {
         # (--upsampling-steps 2 gives upstream's 128³).
         "generation": {"upsampling_steps": 1},
     },
-    # The crop model of upstream's sliding window, made CPU-sized: 2 cm voxels,
-    # 0.8 m query crops, a 3-level U-Net (receptive field 32 voxels) with 16 base
-    # channels, hence 72-voxel (1.44 m) input crops.
+    # The crop model of upstream's sliding window, made trainable on 2 CPU cores:
+    # 4 cm voxels (upstream: 2 cm), 0.8 m query crops inside 1.6 m input crops
+    # (10 voxels of context each side), a 3-level U-Net with 16 base channels. At
+    # 2 cm the same 1.6 m crop costs 5x more per training step.
     "scene": {
         "name": "convonet-scene-synthetic",
         "task": "scene",
         "base": "convonet-scene",
-        "input": {"kind": "points", "n_points": 8000, "noise": 0.005},
-        "encoder_kwargs": {"grid_resolution": 72, "unit_size": 0.02, "unet3d_kwargs": {"num_levels": 3, "f_maps": 16, "in_channels": 32, "out_channels": 32}},
-        "decoder_kwargs": {"unit_size": 0.02},
-        "scene": {"unit_size": 0.02, "voxel_size_m": 0.02, "query_vol_size": 40, "mise_resolution": 20, "mise_upsampling_steps": 2, "max_points_per_crop": 100_000, "units": "meters"},
+        "input": {"kind": "points", "n_points": 16000, "noise": 0.005},
+        "encoder_kwargs": {"grid_resolution": 40, "unit_size": 0.04, "unet3d_kwargs": {"num_levels": 3, "f_maps": 16, "in_channels": 32, "out_channels": 32}},
+        "decoder_kwargs": {"unit_size": 0.04},
+        "scene": {"unit_size": 0.04, "voxel_size_m": 0.04, "query_vol_size": 20, "mise_resolution": 20, "mise_upsampling_steps": 2, "max_points_per_crop": 100_000, "units": "meters"},
     },
 }
+
+
+VAL_CROPS_PER_ROOM = 4
+"""Validation crops drawn from each held-out room (each at its own seed)."""
 
 
 @dataclass
@@ -229,10 +234,12 @@ def _crop_sizes(model_cfg: dict[str, Any]) -> tuple[float, float, int]:
     return voxels * unit, int(model_cfg["scene"]["query_vol_size"]) * unit, voxels
 
 
-def _dataset(config: TrainConfig, indices: np.ndarray, model_cfg: dict[str, Any]):
+def _dataset(config: TrainConfig, indices: np.ndarray, model_cfg: dict[str, Any], *, n_query: int | None = None, near_fraction: float | None = None):
     from occrecon.data.cache import CropDataset, ShardDataset
 
     spec = model_cfg["input"]
+    n_query = config.n_query if n_query is None else n_query
+    near_fraction = config.near_fraction if near_fraction is None else near_fraction
     if config.task == "scene":
         input_size, query_size, _ = _crop_sizes(model_cfg)
         return CropDataset(
@@ -240,16 +247,16 @@ def _dataset(config: TrainConfig, indices: np.ndarray, model_cfg: dict[str, Any]
             input_size=input_size,
             query_size=query_size,
             n_points=int(spec["n_points"]),
-            n_query=config.n_query,
-            near_fraction=config.near_fraction,
+            n_query=n_query,
+            near_fraction=near_fraction,
             noise_std=float(spec.get("noise", 0.005)),
             indices=indices,
         )
     return ShardDataset(
         config.cache,
         config.task,
-        n_query=config.n_query,
-        near_fraction=config.near_fraction,
+        n_query=n_query,
+        near_fraction=near_fraction,
         n_input_points=int(spec.get("n_points", 3000)),
         noise_std=float(spec.get("noise", 0.005)),
         image_size=int(spec.get("image_size", 224)),
@@ -309,7 +316,7 @@ def forward_batch(net: torch.nn.Module, batch: dict[str, Any], task: str, device
 
 @torch.no_grad()
 def validation_iou(net: torch.nn.Module, dataset, device: torch.device, *, threshold: float = 0.2, seed: int = 12345, task: str = "points", crop_resolution: int = 0) -> float:
-    """Mean IoU of predicted occupancy (probability ≥ threshold) on held-out shapes' uniform samples."""
+    """Mean IoU of predicted occupancy (probability ≥ threshold) on held-out items' query samples."""
     from occrecon.metrics import iou_from_occupancy
 
     net.eval()
@@ -388,14 +395,11 @@ def train(
 
     device, _ = resolve_device(config.device)
     manifest = prepare_data(config, on_data)
-    n_total = int(manifest["n_shapes"])
-    n_val = min(config.val_shapes, max(1, n_total // 10))
-    if n_total - n_val < 1:
-        raise OccreconError("the dataset is too small to hold out validation shapes")
+    train_indices, val_indices = _split(config, int(manifest["n_shapes"]))
     model_cfg = model_config(config.task)
     net, model_cfg = _initial_network(config, model_cfg, device)
-    train_set = _dataset(config, np.arange(n_total - n_val), model_cfg)
-    val_set = _dataset(config, np.arange(n_total - n_val, n_total), model_cfg)
+    train_set = _dataset(config, train_indices, model_cfg)
+    val_set = _dataset(config, val_indices, model_cfg)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
     crop_resolution = _crop_sizes(model_cfg)[2] if config.task == "scene" else 0
 
@@ -457,8 +461,92 @@ def train(
             on_step(report)
     if best_iou < 0:  # no validation ran (resumed at the end)
         save_model_folder(net, _final_config(model_cfg, config, step, elapsed, None, manifest, device), out, half=config.half)
-    _write_card(out)
+    calibrate_threshold(out, device=config.device)
     return out
+
+
+def _split(config: TrainConfig, n_total: int) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation item indices: the last ``val_shapes`` shapes (rooms) are held out."""
+    n_val = min(config.val_shapes, max(1, n_total // 10))
+    if n_total - n_val < 1:
+        raise OccreconError("the dataset is too small to hold out validation shapes")
+    val = np.arange(n_total - n_val, n_total)
+    if config.task == "scene":  # one crop per room is too few to rank checkpoints
+        val = np.repeat(val, VAL_CROPS_PER_ROOM)
+    return np.arange(n_total - n_val), val
+
+
+THRESHOLD_CANDIDATES = tuple(round(0.05 * k, 2) for k in range(2, 15))
+"""Occupancy probabilities tried by :func:`calibrate_threshold` (0.1 … 0.7)."""
+
+
+@torch.no_grad()
+def threshold_sweep(
+    net: torch.nn.Module,
+    dataset,
+    device: torch.device,
+    *,
+    task: str,
+    crop_resolution: int = 0,
+    candidates: tuple[float, ...] = THRESHOLD_CANDIDATES,
+    seed: int = 12345,
+) -> dict[float, float]:
+    """Mean IoU over a dataset's items at each candidate occupancy threshold."""
+    from occrecon.metrics import iou_from_occupancy
+
+    net.eval()
+    ious: dict[float, list[float]] = {t: [] for t in candidates}
+    for position in range(len(dataset)):
+        torch.manual_seed(seed + position)
+        logits, occ = forward_batch(net, _collate([dataset[position]]), task, device, crop_resolution)
+        probability = torch.sigmoid(logits[0].float()).cpu().numpy()
+        truth = occ[0].cpu().numpy() > 0.5
+        for t in candidates:
+            ious[t].append(float(iou_from_occupancy(probability >= t, truth)))
+    return {t: float(np.mean(v)) for t, v in ious.items()}
+
+
+def calibrate_threshold(run: str | Path, *, device: str = "auto", n_query: int = 10_000) -> tuple[float, dict[float, float]]:
+    """Choose a trained model's occupancy threshold on its held-out shapes, as ONet chose its τ.
+
+    The run's held-out shapes (rooms: crops) are scored on ``n_query`` uniform samples
+    each (no near-surface oversampling, so the IoU is upstream's volumetric one) at
+    every threshold in :data:`THRESHOLD_CANDIDATES`; the best becomes
+    ``generation.threshold`` of the run's model folder, and the sweep goes into its
+    config and model card.
+
+    Args:
+        run: a finished run folder of :func:`train` (model folder + ``training_state.json``).
+        device: where to evaluate.
+        n_query: uniform samples per held-out item.
+
+    Returns:
+        (chosen threshold, mean IoU per candidate).
+    """
+    from occrecon.loading import CONFIG_NAME, load_model, read_config
+
+    folder = Path(run)
+    config = TrainConfig(**json.loads((folder / STATE_NAME).read_text())["config"])
+    model = load_model(str(folder), device=device)
+    model_cfg = read_config(folder)
+    manifest = json.loads((Path(config.cache) / "manifest.json").read_text())
+    n_total = int(manifest.get("n_rooms", manifest.get("n_shapes")))
+    _, val_indices = _split(config, n_total)
+    dataset = _dataset(config, val_indices, model_cfg, n_query=n_query, near_fraction=0.0)
+    crop_resolution = _crop_sizes(model_cfg)[2] if config.task == "scene" else 0
+    sweep = threshold_sweep(model.net.float(), dataset, model.device, task=config.task, crop_resolution=crop_resolution)
+    best = max(sweep, key=lambda t: (sweep[t], -abs(t - 0.5)))
+    model_cfg.setdefault("generation", {})["threshold"] = best
+    model_cfg.setdefault("training", {})["threshold_sweep"] = {
+        "items": len(dataset),
+        "uniform_samples_per_item": n_query,
+        "iou": {f"{t:g}": round(v, 4) for t, v in sweep.items()},
+    }
+    tmp = folder / f".{CONFIG_NAME}.tmp"
+    tmp.write_text(json.dumps(model_cfg, indent=2) + "\n")
+    os.replace(tmp, folder / CONFIG_NAME)
+    _write_card(folder)
+    return best, sweep
 
 
 def _final_config(model_cfg: dict[str, Any], config: TrainConfig, step: int, elapsed: float, iou: float | None, manifest: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -496,6 +584,18 @@ def _write_card(folder: Path) -> None:
     folder.joinpath(CARD_NAME).write_text(model_card(config))
 
 
+def _threshold_lines(config: dict[str, Any]) -> list[str]:
+    sweep = config.get("training", {}).get("threshold_sweep")
+    if not sweep:
+        return []
+    chosen = config.get("generation", {}).get("threshold")
+    figures = ", ".join(f"{t}: {v}" for t, v in sweep["iou"].items())
+    return [
+        f"- Occupancy threshold {chosen}: the best volumetric IoU on the held-out items "
+        f"({sweep['items']} items, {sweep['uniform_samples_per_item']} uniform samples each): {figures}"
+    ]
+
+
 def model_card(config: dict[str, Any], benchmark: str | None = None) -> str:
     """Markdown model card of a trained model (``benchmark`` adds measured quality figures)."""
     t = config.get("training", {})
@@ -518,11 +618,12 @@ def model_card(config: dict[str, Any], benchmark: str | None = None) -> str:
         f"- Data: {t.get('data')} ({t.get('n_shapes')} shapes, generator v{t.get('generator_version')}, seed {t.get('data_seed')}); families: {', '.join(t.get('families') or []) or 'n/a'}",
         f"- Steps: {t.get('steps')}, batch size {t.get('batch_size')}, Adam lr {t.get('learning_rate')} (cosine), {t.get('n_query')} occupancy samples per shape ({int(100 * (t.get('near_fraction') or 0))}% near the surface)",
         f"- Wall time: {t.get('wall_time_s')} s on {t.get('hardware')}",
-        f"- Validation IoU ({t.get('validation_shapes')} held-out generated shapes, threshold 0.2): {t.get('validation_iou')}",
+        f"- Validation IoU during training ({t.get('validation_shapes')} held-out generated {'rooms' if config['task'] == 'scene' else 'shapes'}, the training sample mix, threshold 0.2; picks the checkpoint): {t.get('validation_iou')}",
+        *_threshold_lines(config),
         f"- Weights stored as {t.get('storage')}",
         "",
-        "## Quality on real meshes",
-        benchmark or "Not measured yet: run `python benchmarks/quality.py`.",
+        "## Speed, memory and quality" if config["task"] == "scene" else "## Quality on real meshes",
+        benchmark or f"Not measured yet: run `python benchmarks/{'scene' if config['task'] == 'scene' else 'quality'}.py`.",
         "",
         "## Limits",
     ]
@@ -530,6 +631,8 @@ def model_card(config: dict[str, Any], benchmark: str | None = None) -> str:
         lines += [
             "- Metric scans with y up (the floor horizontal); other units via --units, other resolutions via --voxel-size.",
             "- Trained on procedural rooms only: real clutter and thin structures are beyond what it has seen.",
+            f"- Features live on a {100 * float(arch['encoder_kwargs'].get('unit_size', 0.02)):g} cm voxel grid: parts thinner than a voxel come out thickened or lost. "
+            "--voxel-size rescales the scan to the grid; the model has only seen its own voxel size.",
         ]
     else:
         lines += [

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
 import torch
 import trimesh
 
+from occrecon.errors import InputError
 from occrecon.loading import OccupancyModel
 from occrecon.nets import ARCHITECTURE_PRESETS, build_network
 from occrecon.scene import (
@@ -107,13 +109,29 @@ def test_plane_across_crop_borders_is_one_seamless_sheet():
     edges = mesh.edges_sorted
     unique, counts = np.unique(edges, axis=0, return_counts=True)
     boundary = mesh.vertices[unique[counts == 1].ravel()]
-    tiled_lo = scan.min(axis=0) - 0.01
-    tiled_hi = tiled_lo + np.asarray(plan_crops(scan, SETTINGS.query_size).counts) * SETTINGS.query_size
+    margin = SETTINGS.border_voxels * SETTINGS.unit_size
+    tiled_lo = scan.min(axis=0) - margin
+    tiled_hi = tiled_lo + np.asarray(plan_crops(scan, SETTINGS.query_size, margin=margin).counts) * SETTINGS.query_size
     on_border = np.isclose(boundary[:, 0], tiled_lo[0], atol=1e-6) | np.isclose(boundary[:, 0], tiled_hi[0], atol=1e-6)
     on_border |= np.isclose(boundary[:, 2], tiled_lo[2], atol=1e-6) | np.isclose(boundary[:, 2], tiled_hi[2], atol=1e-6)
     assert on_border.all()
     surface = 0.5 + np.log(4.0) / 50.0  # where 50·(0.5 - y) equals logit(0.2)
     assert np.all(np.abs(mesh.vertices[:, 1] - surface) < 0.006)
+
+
+def test_lattice_reaches_beyond_the_scan_so_edge_surfaces_close():
+    # The scan's floor points lie at its lowest y: without a border the surface slightly
+    # below them would fall outside the lattice and the floor would be lost.
+    scan = floor_scan(n=8000, size=(1.2, 0.8), height=0.0)
+    model = analytic_model(height=-0.02, wobble=0.0)
+    mesh = reconstruct_scene(model, scan, units="m", settings=SETTINGS).mesh
+    # The field is defined in the model frame, shifted by whole voxels to the scan's minimum.
+    origin = np.floor(scan[:, 1].min() / SETTINGS.unit_size) * SETTINGS.unit_size
+    assert np.all(np.abs(mesh.vertices[:, 1] - (origin - 0.02 + np.log(4.0) / 50.0)) < 0.006)
+    assert mesh.area > 0.9 * 1.2 * 0.8
+    bare = dataclasses.replace(SETTINGS, border_voxels=0.0)
+    with pytest.raises(InputError, match="no surface"):
+        reconstruct_scene(model, scan, units="m", settings=bare)
 
 
 def test_empty_crops_are_skipped_and_refinement_stays_near_points():

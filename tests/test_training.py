@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from occrecon.cli.main import main
 from occrecon.errors import OccreconError
 from occrecon.loading import load_model
-from occrecon.training import TrainConfig, train
+from occrecon.training import THRESHOLD_CANDIDATES, TrainConfig, threshold_sweep, train
 
 SMALL = {"n_uniform": 2000, "n_near": 1000, "n_surface": 2000, "n_views": 1, "image_size": 64}
 
@@ -69,6 +69,37 @@ def test_run_folder_is_a_model_folder_with_a_card(tmp_path):
         assert fact in card
     history = json.loads((folder / "training_state.json").read_text())["history"]
     assert [h["step"] for h in history] == [2]
+    # The threshold is the best one on the held-out shape's uniform samples.
+    sweep = cfg["training"]["threshold_sweep"]
+    assert set(sweep["iou"]) == {f"{t:g}" for t in THRESHOLD_CANDIDATES}
+    assert sweep["items"] == 1 and sweep["uniform_samples_per_item"] == 10_000
+    assert sweep["iou"][f"{cfg['generation']['threshold']:g}"] == max(sweep["iou"].values())
+    assert f"Occupancy threshold {cfg['generation']['threshold']}" in card
+
+
+class _ProbabilityNet(torch.nn.Module):
+    """Its occupancy probability at a query is the query's x coordinate."""
+
+    def encode(self, inputs):
+        return None
+
+    def decode(self, p, c):
+        q = p[..., 0].clamp(1e-6, 1 - 1e-6)
+        return torch.log(q) - torch.log1p(-q)
+
+
+def test_threshold_sweep_scores_every_candidate():
+    rng = np.random.default_rng(0)
+    items = []
+    for _ in range(3):
+        q = torch.from_numpy(rng.uniform(0, 1, (4000, 3)).astype(np.float32))
+        items.append({"inputs": torch.zeros(1, 3), "points": q, "occ": (q[:, 0] >= 0.42).float()})
+    sweep = threshold_sweep(_ProbabilityNet(), items, torch.device("cpu"), task="points", candidates=(0.2, 0.4, 0.45, 0.6))
+    # Thresholds below 0.42 add false positives, above it miss true ones: IoU = share of the larger set.
+    assert sweep[0.4] == pytest.approx(0.58 / 0.60, abs=0.02)
+    assert sweep[0.45] == pytest.approx(0.55 / 0.58, abs=0.02)
+    assert sweep[0.2] == pytest.approx(0.58 / 0.80, abs=0.02)
+    assert max(sweep, key=sweep.get) == 0.4
 
 
 def test_existing_run_needs_resume(tmp_path):
@@ -133,23 +164,24 @@ def test_scene_model_trains_on_rooms_and_runs_the_sliding_window(tmp_path):
     run.room_prepare_kwargs = {"surface_density": 300.0, "uniform_density": 300.0, "near_density": 200.0}
     folder = train(run)
     model = load_model(folder, "cpu")
-    assert model.task == "scene" and model.config["architecture"]["encoder_kwargs"]["grid_resolution"] == 72
+    assert model.task == "scene" and model.config["architecture"]["encoder_kwargs"]["grid_resolution"] == 40
+    threshold = model.config["generation"]["threshold"]
     rng = np.random.default_rng(0)
     floor = np.c_[rng.uniform(0, 1.5, 3000), rng.normal(0, 0.003, 3000), rng.uniform(0, 1.0, 3000)]
     # One step of training is no model yet: move the output bias so that the threshold
     # sits at the median logit around the floor, then the window must find a surface.
     from occrecon.training import _crop_batch
 
-    lower = torch.tensor([[-0.3, -0.7, -0.3]])
+    lower = torch.tensor([[-0.3, -0.8, -0.3]])
     batch = {
         "points": torch.from_numpy(floor[:2000].astype(np.float32))[None],
-        "query": lower[:, None] + torch.rand(1, 500, 3) * 1.44,
+        "query": lower[:, None] + torch.rand(1, 500, 3) * 1.6,
         "lower": lower,
-        "upper": lower + 1.44,
+        "upper": lower + 1.6,
     }
     with torch.no_grad():
-        encoder_inputs, decoder_inputs = _crop_batch(batch, 72, torch.device("cpu"))
+        encoder_inputs, decoder_inputs = _crop_batch(batch, 40, torch.device("cpu"))
         median = model.net.decode(decoder_inputs, model.net.encode(encoder_inputs)).median()
-        model.net.decoder.fc_out.bias -= median + np.log(4.0)  # logit(0.2) = -log 4
+        model.net.decoder.fc_out.bias -= median - np.log(threshold / (1 - threshold))
     result = reconstruct_scene(model, floor, units="m")
     assert result.n_crops - result.n_skipped >= 2 and len(result.mesh.faces) > 0
