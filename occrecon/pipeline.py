@@ -7,6 +7,7 @@ return only the mesh.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,12 +69,15 @@ class SceneOptions:
             the first scene turns up.
         units: ``m``, ``cm``, ``mm``, ``ft``; None guesses.
         voxel_size: voxel edge in metres (default: the model's).
+        trim: drop surface the scan cannot have seen (farther than the model's
+            ``trim_voxels`` from every point, e.g. the backs of walls).
     """
 
     scene: bool | None = None
     scene_model: "OccupancyModel | Callable[[], OccupancyModel] | None" = None
     units: str | None = None
     voxel_size: float | None = None
+    trim: bool = True
 
 
 @dataclass
@@ -298,6 +302,8 @@ def _reconstruct_scene(
         upsampling_steps=options.upsampling_steps,
         batch_size=options.points_batch_size,
     )
+    if not scene.trim:
+        settings = dataclasses.replace(settings, trim_voxels=None)
 
     def progress(done: int, total: int) -> None:
         if on_stage:
@@ -339,10 +345,10 @@ def reconstruct_points(model: OccupancyModel, points: str | Path | np.ndarray, *
     """Mesh from a point cloud (path or (n, 3) array), in the cloud's own frame.
 
     With a scene model (``convonet-scene``) the cloud goes through the sliding
-    window; ``units`` and ``voxel_size`` then apply (see ``occrecon.scene``).
+    window; ``units``, ``voxel_size`` and ``trim`` then apply (see ``occrecon.scene``).
     """
     options, rest = _extraction_kwargs(dict(kwargs))
-    scene_names = ("units", "voxel_size")
+    scene_names = ("units", "voxel_size", "trim")
     scene = SceneOptions(**{k: rest.pop(k) for k in scene_names if k in rest})
     return reconstruct(model, "points", points, options=options, scene=scene, **rest).mesh
 

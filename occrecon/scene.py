@@ -59,6 +59,9 @@ class SceneSettings:
         border_voxels: the lattice reaches this far beyond the scan's bounds, so that
             surfaces at its edge (a wall seen from inside, the floor) are crossed by the
             lattice and come out, instead of lying on its last layer.
+        trim_voxels: faces whose centre lies farther than this from every input point
+            are dropped (None keeps them): what a scan cannot see, such as the backs of
+            walls and the underside of the floor, is guessed by the network and left out.
         batch_size: decoder queries per forward pass.
     """
 
@@ -71,6 +74,7 @@ class SceneSettings:
     max_points_per_crop: int = 200_000
     refine_margin_voxels: float = 3.0
     border_voxels: float = 3.0
+    trim_voxels: float | None = 1.5
     batch_size: int = 100_000
 
     @property
@@ -258,6 +262,79 @@ def _near_points_filter(points: np.ndarray, lo: np.ndarray, size: float, resolut
     return allow
 
 
+def _faces_near(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray, lower: np.ndarray, step: float, distance: float) -> tuple[np.ndarray, np.ndarray]:
+    """The faces (lattice-unit ``vertices`` from ``lower``) whose centre is within ``distance`` of a point, re-indexed."""
+    from scipy.spatial import cKDTree
+
+    if len(points) == 0:
+        return vertices[:0], faces[:0]
+    centres = lower + vertices[faces].mean(axis=1) * step
+    gap, _ = cKDTree(points).query(centres, distance_upper_bound=distance)
+    faces = faces[np.isfinite(gap)]
+    used = np.unique(faces)
+    remap = np.full(len(vertices), -1, dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    return vertices[used], remap[faces]
+
+
+class VertexWelder:
+    """Collects the crops' meshes with one global index per lattice vertex.
+
+    Vertices on a crop's faces are bit-identical to those its neighbours make on
+    the shared face (same lattice values, same positions), so they are matched by
+    their exact global lattice position; a dictionary holds only the vertices of
+    crop faces of the last two x-slabs, and nothing is sorted at the end, so
+    memory is the output mesh plus a few crops.
+    """
+
+    def __init__(self, cells: int):
+        self.cells = cells
+        self._shared: dict[bytes, int] = {}
+        self._slab_keys: dict[int, list[bytes]] = {}
+        self._vertices: list[np.ndarray] = []
+        self._faces: list[np.ndarray] = []
+        self.n_vertices = 0
+        self.n_faces = 0
+
+    def add(self, ijk: tuple[int, int, int], vertices: np.ndarray, faces: np.ndarray) -> None:
+        """Add a crop's mesh (vertices in its local lattice units, ``0 … cells``)."""
+        for slab in [slab for slab in self._slab_keys if slab < ijk[0] - 1]:
+            for key in self._slab_keys.pop(slab):
+                del self._shared[key]
+        lattice = vertices.astype(np.float64) + np.asarray(ijk, dtype=np.float64) * self.cells
+        on_face = np.any((vertices == 0) | (vertices == self.cells), axis=1)
+        index = np.empty(len(lattice), dtype=np.int64)
+        interior = np.flatnonzero(~on_face)
+        index[interior] = self.n_vertices + np.arange(len(interior))
+        self.n_vertices += len(interior)
+        new = [interior]
+        keys = self._slab_keys.setdefault(ijk[0], [])
+        fresh = []
+        for row in np.flatnonzero(on_face):
+            key = lattice[row].tobytes()
+            found = self._shared.get(key)
+            if found is None:
+                found = self._shared[key] = self.n_vertices
+                self.n_vertices += 1
+                keys.append(key)
+                fresh.append(row)
+            index[row] = found
+        new.append(np.asarray(fresh, dtype=np.int64))
+        self._vertices.append(lattice[np.concatenate(new)])
+        dtype = np.int32 if self.n_vertices < 2**31 else np.int64
+        self._faces.append(index[faces].astype(dtype))
+        self.n_faces += len(faces)
+
+    def mesh(self) -> tuple[np.ndarray, np.ndarray]:
+        """(vertices (n, 3) in global lattice units, faces (m, 3) int64), degenerate faces dropped."""
+        vertices = np.concatenate(self._vertices)
+        self._vertices.clear()
+        faces = np.concatenate(self._faces).astype(np.int64)
+        self._faces.clear()
+        faces = faces[(faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])]
+        return vertices, faces
+
+
 @dataclass
 class SceneResult:
     """A reconstructed scene and what it cost."""
@@ -344,13 +421,13 @@ def reconstruct_scene(
     cache = FaceCache()
     rng = np.random.default_rng(seed)
     margin = settings.refine_margin_voxels * settings.unit_size
-    vertex_blocks: list[np.ndarray] = []
-    face_blocks: list[np.ndarray] = []
-    n_vertices = n_evals = skipped = peak = 0
+    reach = max(margin, (settings.trim_voxels or 0.0) * settings.unit_size)
+    welder = VertexWelder(cells)
+    n_evals = skipped = peak = 0
 
     for done, ijk in enumerate(grid, start=1):
         q_lo, q_hi = grid.query_box(ijk)
-        near = bins.in_box(q_lo - margin, q_hi + margin)
+        near = bins.in_box(q_lo - reach, q_hi + reach)
         if skip_empty and len(near) == 0:
             skipped += 1
             if on_crop:
@@ -389,24 +466,20 @@ def reconstruct_scene(
 
         tick = time.perf_counter()
         local_vertices, faces = marching_cubes_block(values.values, logit)
+        if len(faces) and settings.trim_voxels is not None:
+            local_vertices, faces = _faces_near(local_vertices, faces, near, q_lo, step, settings.trim_voxels * settings.unit_size)
         if len(faces):
-            vertex_blocks.append(local_vertices + np.asarray(ijk) * cells)  # global lattice units
-            face_blocks.append(faces + n_vertices)
-            n_vertices += len(local_vertices)
+            welder.add(ijk, local_vertices, faces)
         timings["marching_cubes"] += time.perf_counter() - tick
         if on_crop:
             on_crop(done, len(grid))
 
-    if not face_blocks:
+    if not welder.n_faces:
         raise InputError(None, f"no surface found in the scene at threshold {settings.threshold:g}")
     tick = time.perf_counter()
-    lattice_vertices = np.concatenate(vertex_blocks)
-    faces = np.concatenate(face_blocks)
-    # Crops that share a face produced bit-identical vertices on it: merge them.
-    unique, inverse = np.unique(lattice_vertices, axis=0, return_inverse=True)
-    faces = inverse.reshape(-1)[faces]
-    faces = faces[(faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])]
-    vertices = (grid.lower + unique * step + origin) / scale
+    lattice_vertices, faces = welder.mesh()
+    vertices = (grid.lower + lattice_vertices * step + origin) / scale
+    del lattice_vertices
     mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
     timings["merge"] = time.perf_counter() - tick
     timings["total"] = time.perf_counter() - start

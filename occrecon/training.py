@@ -59,7 +59,8 @@ MODEL_TEMPLATES: dict[str, dict[str, Any]] = {
     # The crop model of upstream's sliding window, made trainable on 2 CPU cores:
     # 4 cm voxels (upstream: 2 cm), 0.8 m query crops inside 1.6 m input crops
     # (10 voxels of context each side), a 3-level U-Net with 16 base channels. At
-    # 2 cm the same 1.6 m crop costs 5x more per training step.
+    # 2 cm the same 1.6 m crop costs 5x more per training step. Meshes come from a
+    # 2 cm lattice (half a voxel); --upsampling-steps 2 gives 1 cm and 4x the faces.
     "scene": {
         "name": "convonet-scene-synthetic",
         "task": "scene",
@@ -67,7 +68,7 @@ MODEL_TEMPLATES: dict[str, dict[str, Any]] = {
         "input": {"kind": "points", "n_points": 16000, "noise": 0.005},
         "encoder_kwargs": {"grid_resolution": 40, "unit_size": 0.04, "unet3d_kwargs": {"num_levels": 3, "f_maps": 16, "in_channels": 32, "out_channels": 32}},
         "decoder_kwargs": {"unit_size": 0.04},
-        "scene": {"unit_size": 0.04, "voxel_size_m": 0.04, "query_vol_size": 20, "mise_resolution": 20, "mise_upsampling_steps": 2, "max_points_per_crop": 100_000, "units": "meters"},
+        "scene": {"unit_size": 0.04, "voxel_size_m": 0.04, "query_vol_size": 20, "mise_resolution": 20, "mise_upsampling_steps": 1, "max_points_per_crop": 100_000, "units": "meters"},
     },
 }
 
@@ -552,7 +553,7 @@ def calibrate_threshold(run: str | Path, *, device: str = "auto", n_query: int =
 def _final_config(model_cfg: dict[str, Any], config: TrainConfig, step: int, elapsed: float, iou: float | None, manifest: dict[str, Any], device: torch.device) -> dict[str, Any]:
     cfg = copy.deepcopy(model_cfg)
     cfg["training"] = {
-        "data": "user meshes" if config.data else "occrecon procedural shapes",
+        "data": "user meshes" if config.data else f"occrecon procedural {'rooms' if config.task == 'scene' else 'shapes'}",
         "data_seed": config.seed,
         "n_shapes": int(manifest["n_shapes"]),
         "families": manifest.get("families"),
@@ -600,6 +601,9 @@ def model_card(config: dict[str, Any], benchmark: str | None = None) -> str:
     """Markdown model card of a trained model (``benchmark`` adds measured quality figures)."""
     t = config.get("training", {})
     arch = config["architecture"]
+    scene = config["task"] == "scene"
+    things, item, items = ("rooms", "crop", "crops") if scene else ("shapes", "shape", "shapes")
+    families = "" if scene else f"; families: {', '.join(t.get('families') or []) or 'n/a'}"
     lines = [
         "---",
         "library_name: occrecon",
@@ -615,8 +619,8 @@ def model_card(config: dict[str, Any], benchmark: str | None = None) -> str:
         f"- Input: {json.dumps(config.get('input', {}))}",
         "",
         "## Training",
-        f"- Data: {t.get('data')} ({t.get('n_shapes')} shapes, generator v{t.get('generator_version')}, seed {t.get('data_seed')}); families: {', '.join(t.get('families') or []) or 'n/a'}",
-        f"- Steps: {t.get('steps')}, batch size {t.get('batch_size')}, Adam lr {t.get('learning_rate')} (cosine), {t.get('n_query')} occupancy samples per shape ({int(100 * (t.get('near_fraction') or 0))}% near the surface)",
+        f"- Data: {t.get('data')} ({t.get('n_shapes')} {things}, generator v{t.get('generator_version')}, seed {t.get('data_seed')}){families}",
+        f"- Steps: {t.get('steps')}, batch size {t.get('batch_size')} {items}, Adam lr {t.get('learning_rate')} (cosine), {t.get('n_query')} occupancy samples per {item} ({int(100 * (t.get('near_fraction') or 0))}% near the surface)",
         f"- Wall time: {t.get('wall_time_s')} s on {t.get('hardware')}",
         f"- Validation IoU during training ({t.get('validation_shapes')} held-out generated {'rooms' if config['task'] == 'scene' else 'shapes'}, the training sample mix, threshold 0.2; picks the checkpoint): {t.get('validation_iou')}",
         *_threshold_lines(config),

@@ -23,7 +23,8 @@ from occrecon.scene import (
     reconstruct_scene,
 )
 
-SETTINGS = SceneSettings(unit_size=0.02, query_voxels=25, input_voxels=48, resolution=10, upsampling_steps=1)
+# No trimming: the analytic surfaces below sit a few centimetres off their scan points.
+SETTINGS = SceneSettings(unit_size=0.02, query_voxels=25, input_voxels=48, resolution=10, upsampling_steps=1, trim_voxels=None)
 
 
 class AnalyticCropNet(torch.nn.Module):
@@ -132,6 +133,30 @@ def test_lattice_reaches_beyond_the_scan_so_edge_surfaces_close():
     bare = dataclasses.replace(SETTINGS, border_voxels=0.0)
     with pytest.raises(InputError, match="no surface"):
         reconstruct_scene(model, scan, units="m", settings=bare)
+
+
+class SlabCropNet(AnalyticCropNet):
+    """A 20 cm slab whose top face is scanned and whose underside is not."""
+
+    def decode(self, p, c, z=None):
+        y = p["p"][..., 1]
+        return 50.0 * torch.minimum(self.height - y, y - (self.height - 0.2))
+
+
+def test_surface_the_scan_cannot_see_is_trimmed_unless_asked():
+    scan = floor_scan(n=8000, size=(1.2, 0.8))
+    model = OccupancyModel(net=SlabCropNet(), config=analytic_model().config, name="slab", source="local", revision=None, path=None, device=torch.device("cpu"))
+    trimmed = reconstruct_scene(model, scan, units="m", settings=dataclasses.replace(SETTINGS, trim_voxels=2.5)).mesh
+    kept = reconstruct_scene(model, scan, units="m", settings=SETTINGS).mesh
+    top, bottom = 0.5 + np.log(4.0) / 50.0, 0.3 - np.log(4.0) / 50.0  # where the field crosses logit(0.2)
+    assert np.all(np.abs(trimmed.vertices[:, 1] - top) < 0.01)
+    assert np.any(np.abs(kept.vertices[:, 1] - bottom) < 0.01) and np.any(np.abs(kept.vertices[:, 1] - top) < 0.01)
+    assert len(trimmed.vertices) == len(np.unique(trimmed.faces))  # no vertex left without a face
+    # Through the public API: trim=False keeps the underside.
+    from occrecon.pipeline import reconstruct_points
+
+    api = reconstruct_points(model, scan, units="m", trim=False)
+    assert api.bounds[0, 1] < bottom + 0.01
 
 
 def test_empty_crops_are_skipped_and_refinement_stays_near_points():

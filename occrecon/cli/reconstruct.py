@@ -62,6 +62,7 @@ def run_reconstruction(
     scene: bool | None,
     units: str | None,
     voxel_size: float | None,
+    trim: bool,
     quiet: bool,
     json_output: bool,
     debug: bool,
@@ -98,7 +99,7 @@ def run_reconstruction(
     check_task(loaded, kind)
     if scene and loaded.task != "scene":
         raise _usage(f"--scene needs a scene model; {loaded.name} is a {loaded.task} model")
-    scene_options = SceneOptions(scene=scene, units=units, voxel_size=voxel_size)
+    scene_options = SceneOptions(scene=scene, units=units, voxel_size=voxel_size, trim=trim)
     if kind == "points" and model is None and scene is None:
         # Clouds far larger than an object switch to the scene model, loaded on first need.
         scene_name = registry.default_model("scene")
@@ -199,7 +200,8 @@ def make_command(kind: str, summary: str, exclude: tuple[str, ...] = ()) -> Call
         recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders of folder inputs.")] = False,
         scene: Annotated[Optional[bool], typer.Option("--scene/--no-scene", help="Treat clouds as scenes (sliding window) or objects. [default: scene when the cloud is over 4 m across and no --model is given]")] = None,
         units: Annotated[Optional[str], typer.Option("--units", help="Scene units: m, cm, mm or ft. [default: guessed, with a warning]")] = None,
-        voxel_size: Annotated[Optional[float], typer.Option("--voxel-size", min=0.001, help="Scene voxel edge in metres. [default: the model's, 0.02]")] = None,
+        voxel_size: Annotated[Optional[float], typer.Option("--voxel-size", min=0.001, help="Scene voxel edge in metres. [default: the model's]")] = None,
+        trim: Annotated[bool, typer.Option("--trim/--no-trim", help="Scenes: drop surface farther than 1.5 voxels from every point (wall backs, floor undersides the scan cannot see).")] = True,
         seed: SeedOpt = 0,
         quiet: QuietOpt = False,
         json_output: JsonOpt = False,
@@ -229,6 +231,7 @@ def make_command(kind: str, summary: str, exclude: tuple[str, ...] = ()) -> Call
             scene=scene,
             units=units,
             voxel_size=voxel_size,
+            trim=trim,
             quiet=quiet,
             json_output=json_output,
             debug=debug,
@@ -244,7 +247,7 @@ def make_command(kind: str, summary: str, exclude: tuple[str, ...] = ()) -> Call
     return command
 
 
-_SCENE_OPTIONS = ("scene", "units", "voxel_size")
+_SCENE_OPTIONS = ("scene", "units", "voxel_size", "trim")
 image_command = make_command(
     "image",
     "Reconstruct meshes from photos or renders (PNG, JPEG, WebP, BMP, TIFF).",
