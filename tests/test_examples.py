@@ -32,3 +32,32 @@ def test_binvox_round_trip(tmp_path):
     grid = read_voxels(tmp_path / "g.binvox")
     assert np.array_equal(grid.occupancy, occupancy)
     assert np.allclose(grid.translate, [1.0, -2.0, 0.5]) and grid.scale == 3.0
+
+
+def test_bundled_scene_model_reconstructs_a_corner_of_the_example_room(tmp_path, capsys):
+    import json
+
+    import pytest
+    import trimesh
+
+    from occrecon.cli.main import main
+    from occrecon.metrics import nearest_neighbors, sample_surface
+
+    room = read_points(EXAMPLES / "room_points.ply").points.astype(np.float64)
+    lo, hi = room.min(axis=0), room.max(axis=0)
+    corner = room[(room[:, 0] < lo[0] + 1.2) & (room[:, 2] > hi[2] - 1.2)]  # floor and the z+ wall
+    scan = tmp_path / "corner.ply"
+    trimesh.PointCloud(corner.astype(np.float32)).export(scan, encoding="binary")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["points", str(scan), "-o", str(tmp_path / "corner_mesh.ply"), "--scene", "--units", "m", "--json", "--quiet"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0, out
+    record = json.loads(out.splitlines()[-1])
+    assert record["model"] == "convonet-scene-synthetic"  # bundled: no download
+    mesh = trimesh.load(record["output"], process=False)
+    # In the scan's own frame, on its floor and its wall.
+    assert np.all(mesh.bounds[0] > corner.min(axis=0) - 0.15) and np.all(mesh.bounds[1] < corner.max(axis=0) + 0.15)
+    surface = sample_surface(mesh, 200_000, seed=0)[0]
+    to_mesh, _ = nearest_neighbors(corner[::10], surface)
+    assert np.median(to_mesh) < 0.02
+    assert np.mean(to_mesh < 0.05) > 0.8

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -234,7 +235,7 @@ def reconstruct_probe(model: OccupancyModel, scan: np.ndarray) -> float:
     return float(logits.median())
 
 
-def tiny_scene_model_folder(path) -> "Path":
+def tiny_scene_model_folder(path: Path) -> Path:
     """A real crop architecture, small and calibrated so its random field has a surface near the scan."""
     from occrecon.loading import save_model_folder
 
