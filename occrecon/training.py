@@ -235,6 +235,11 @@ def _crop_sizes(model_cfg: dict[str, Any]) -> tuple[float, float, int]:
     return voxels * unit, int(model_cfg["scene"]["query_vol_size"]) * unit, voxels
 
 
+def _crop_resolution(task: str, model_cfg: dict[str, Any]) -> int:
+    """Cells per axis of a scene model's input-crop grid (0 for object tasks)."""
+    return _crop_sizes(model_cfg)[2] if task == "scene" else 0
+
+
 def _dataset(config: TrainConfig, indices: np.ndarray, model_cfg: dict[str, Any], *, n_query: int | None = None, near_fraction: float | None = None):
     from occrecon.data.cache import CropDataset, ShardDataset
 
@@ -318,18 +323,8 @@ def forward_batch(net: torch.nn.Module, batch: dict[str, Any], task: str, device
 @torch.no_grad()
 def validation_iou(net: torch.nn.Module, dataset, device: torch.device, *, threshold: float = 0.2, seed: int = 12345, task: str = "points", crop_resolution: int = 0) -> float:
     """Mean IoU of predicted occupancy (probability ≥ threshold) on held-out items' query samples."""
-    from occrecon.metrics import iou_from_occupancy
-
-    net.eval()
-    ious = []
-    logit = math.log(threshold) - math.log1p(-threshold)
-    for position in range(len(dataset)):
-        torch.manual_seed(seed + position)
-        batch = _collate([dataset[position]])
-        logits, occ = forward_batch(net, batch, task, device, crop_resolution)
-        predicted = (logits >= logit)[0].cpu().numpy()
-        ious.append(float(iou_from_occupancy(predicted, occ[0].cpu().numpy() > 0.5)))
-    return float(np.mean(ious)) if ious else float("nan")
+    sweep = threshold_sweep(net, dataset, device, task=task, crop_resolution=crop_resolution, candidates=(threshold,), seed=seed)
+    return sweep[threshold] if len(dataset) else float("nan")
 
 
 def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
@@ -402,7 +397,7 @@ def train(
     train_set = _dataset(config, train_indices, model_cfg)
     val_set = _dataset(config, val_indices, model_cfg)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
-    crop_resolution = _crop_sizes(model_cfg)[2] if config.task == "scene" else 0
+    crop_resolution = _crop_resolution(config.task, model_cfg)
 
     start_step, best_iou, history, elapsed = 0, -1.0, [], 0.0
     if resume:
@@ -500,10 +495,10 @@ def threshold_sweep(
     for position in range(len(dataset)):
         torch.manual_seed(seed + position)
         logits, occ = forward_batch(net, _collate([dataset[position]]), task, device, crop_resolution)
-        probability = torch.sigmoid(logits[0].float()).cpu().numpy()
+        logits = logits[0].float().cpu().numpy()
         truth = occ[0].cpu().numpy() > 0.5
         for t in candidates:
-            ious[t].append(float(iou_from_occupancy(probability >= t, truth)))
+            ious[t].append(float(iou_from_occupancy(logits >= math.log(t) - math.log1p(-t), truth)))
     return {t: float(np.mean(v)) for t, v in ious.items()}
 
 
@@ -534,7 +529,7 @@ def calibrate_threshold(run: str | Path, *, device: str = "auto", n_query: int =
     n_total = int(manifest.get("n_rooms", manifest.get("n_shapes")))
     _, val_indices = _split(config, n_total)
     dataset = _dataset(config, val_indices, model_cfg, n_query=n_query, near_fraction=0.0)
-    crop_resolution = _crop_sizes(model_cfg)[2] if config.task == "scene" else 0
+    crop_resolution = _crop_resolution(config.task, model_cfg)
     sweep = threshold_sweep(model.net.float(), dataset, model.device, task=config.task, crop_resolution=crop_resolution)
     best = max(sweep, key=lambda t: (sweep[t], -abs(t - 0.5)))
     model_cfg.setdefault("generation", {})["threshold"] = best
