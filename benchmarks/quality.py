@@ -142,6 +142,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--update-cards", action="store_true", help="write the figures into the bundled models' cards")
+    parser.add_argument("--timing-note", default="", help="said after the card's timing, e.g. 'while training ran on the same 2 cores'")
     args = parser.parse_args()
     if not args.meshes.is_dir():
         print(f"{args.meshes}: no such folder of meshes", file=sys.stderr)
@@ -213,7 +214,7 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "mean": mean, "models": {t: m.name for t, m in models.items()}}, indent=1))
     if args.update_cards:
-        update_cards(models, rows, mean, args.meshes)
+        update_cards(models, rows, mean, args.meshes, args.timing_note)
     return 0
 
 
@@ -225,7 +226,7 @@ _SETUPS = {
 }
 
 
-def update_cards(models: dict, rows: list[dict], mean: dict, meshes: Path) -> None:
+def update_cards(models: dict, rows: list[dict], mean: dict, meshes: Path, timing_note: str = "") -> None:
     """Rewrite each bundled model's README.md with the figures just measured."""
     from occrecon.training import model_card
 
@@ -246,7 +247,7 @@ def update_cards(models: dict, rows: list[dict], mean: dict, meshes: Path) -> No
         seconds = [r["seconds"][task] for r in rows if task in r["seconds"]]
         gen = model.generation
         final = int(gen.get("resolution", 32)) * 2 ** int(gen.get("upsampling_steps", 2))
-        lines += ["", f"Median reconstruction time per object: {np.median(seconds):.2f} s on {model.device} (MISE {gen.get('resolution', 32)} → {final}³, while other jobs shared the 2 cores)."]
+        lines += ["", f"Median reconstruction time per object: {np.median(seconds):.2f} s on {model.device} (MISE {gen.get('resolution', 32)} → {final}³{', ' + timing_note if timing_note else ''})."]
         (model.path / "README.md").write_text(model_card(model.config, benchmark="\n".join(lines)))
         print(f"updated {model.path / 'README.md'}")
 

@@ -98,6 +98,9 @@ class TrainConfig:
         checkpoint_every: checkpoint period in steps.
         workers: data-loader (and data-generation) processes.
         from_model: model to start from (a name, Hub id or folder).
+        augment: map training items of the ``points`` and ``voxels`` tasks by a random
+            symmetry of the canonical frame (y rotations by 90°, mirror); see
+            :func:`occrecon.data.cache.box_symmetry`.
         half: store the final weights as float16.
     """
 
@@ -117,6 +120,7 @@ class TrainConfig:
     checkpoint_every: int = 250
     workers: int = 1
     from_model: str | None = None
+    augment: bool = True
     half: bool = True
     device: str = "auto"
     prepare_kwargs: dict[str, Any] = field(
@@ -240,7 +244,15 @@ def _crop_resolution(task: str, model_cfg: dict[str, Any]) -> int:
     return _crop_sizes(model_cfg)[2] if task == "scene" else 0
 
 
-def _dataset(config: TrainConfig, indices: np.ndarray, model_cfg: dict[str, Any], *, n_query: int | None = None, near_fraction: float | None = None):
+def _dataset(
+    config: TrainConfig,
+    indices: np.ndarray,
+    model_cfg: dict[str, Any],
+    *,
+    n_query: int | None = None,
+    near_fraction: float | None = None,
+    augment: bool = False,
+):
     from occrecon.data.cache import CropDataset, ShardDataset
 
     spec = model_cfg["input"]
@@ -267,6 +279,7 @@ def _dataset(config: TrainConfig, indices: np.ndarray, model_cfg: dict[str, Any]
         noise_std=float(spec.get("noise", 0.005)),
         image_size=int(spec.get("image_size", 224)),
         indices=indices,
+        augment=augment,
     )
 
 
@@ -384,6 +397,7 @@ def train(
             raise OccreconError(f"{out}: nothing to resume (no {CHECKPOINT_NAME}); drop --resume to start")
         saved = json.loads((out / STATE_NAME).read_text())["config"]
         saved.update({"steps": config.steps, "workers": config.workers, "device": config.device})
+        saved.setdefault("augment", False)  # runs from before augmentation existed trained without it
         config = TrainConfig(**saved)
     elif checkpoint_path.exists():
         raise OccreconError(f"{out}: holds a training run already; pass --resume to continue it or choose another --out")
@@ -394,7 +408,7 @@ def train(
     train_indices, val_indices = _split(config, int(manifest["n_shapes"]))
     model_cfg = model_config(config.task)
     net, model_cfg = _initial_network(config, model_cfg, device)
-    train_set = _dataset(config, train_indices, model_cfg)
+    train_set = _dataset(config, train_indices, model_cfg, augment=config.augment)
     val_set = _dataset(config, val_indices, model_cfg)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
     crop_resolution = _crop_resolution(config.task, model_cfg)
@@ -547,6 +561,7 @@ def calibrate_threshold(run: str | Path, *, device: str = "auto", n_query: int =
 
 def _final_config(model_cfg: dict[str, Any], config: TrainConfig, step: int, elapsed: float, iou: float | None, manifest: dict[str, Any], device: torch.device) -> dict[str, Any]:
     cfg = copy.deepcopy(model_cfg)
+    base = cfg.get("training") if config.from_model else None
     cfg["training"] = {
         "data": "user meshes" if config.data else f"occrecon procedural {'rooms' if config.task == 'scene' else 'shapes'}",
         "data_seed": config.seed,
@@ -562,8 +577,11 @@ def _final_config(model_cfg: dict[str, Any], config: TrainConfig, step: int, ela
         "hardware": _hardware(device),
         "validation_iou": None if iou is None else round(iou, 4),
         "validation_shapes": config.val_shapes,
+        "augment": config.augment and config.task in ("points", "voxels"),
         "storage": "float16" if config.half else "float32",
     }
+    if base:  # what the fine-tuned model had learnt before, for the card
+        cfg["training"]["base"] = {k: base.get(k) for k in ("data", "n_shapes", "generator_version", "steps", "batch_size", "wall_time_s", "hardware")}
     return cfg
 
 
@@ -592,6 +610,22 @@ def _threshold_lines(config: dict[str, Any]) -> list[str]:
     ]
 
 
+def _lineage_lines(config: dict[str, Any]) -> list[str]:
+    t = config.get("training", {})
+    lines = []
+    if t.get("augment"):
+        lines.append("- Augmentation: each item turned about y by a multiple of 90° and possibly mirrored")
+    if config.get("base_model"):
+        b = t.get("base") or {}
+        before = (
+            f": {b.get('steps')} steps at batch size {b.get('batch_size')} on {b.get('n_shapes')} {b.get('data', 'shapes').split()[-1]} "
+            f"(generator v{b.get('generator_version')}), {b.get('wall_time_s')} s on {b.get('hardware')}"
+            if b else ""
+        )
+        lines.append(f"- Fine-tuned from `{config['base_model']}`{before}; the steps and wall time above are the fine-tuning's")
+    return lines
+
+
 def model_card(config: dict[str, Any], benchmark: str | None = None) -> str:
     """Markdown model card of a trained model (``benchmark`` adds measured quality figures)."""
     t = config.get("training", {})
@@ -617,6 +651,7 @@ def model_card(config: dict[str, Any], benchmark: str | None = None) -> str:
         f"- Data: {t.get('data')} ({t.get('n_shapes')} {things}, generator v{t.get('generator_version')}, seed {t.get('data_seed')}){families}",
         f"- Steps: {t.get('steps')}, batch size {t.get('batch_size')} {items}, Adam lr {t.get('learning_rate')} (cosine), {t.get('n_query')} occupancy samples per {item} ({int(100 * (t.get('near_fraction') or 0))}% near the surface)",
         f"- Wall time: {t.get('wall_time_s')} s on {t.get('hardware')}",
+        *_lineage_lines(config),
         f"- Validation IoU during training ({t.get('validation_shapes')} held-out generated {'rooms' if config['task'] == 'scene' else 'shapes'}, the training sample mix, threshold 0.2; picks the checkpoint): {t.get('validation_iou')}",
         *_threshold_lines(config),
         f"- Weights stored as {t.get('storage')}",
@@ -636,7 +671,9 @@ def model_card(config: dict[str, Any], benchmark: str | None = None) -> str:
     else:
         lines += [
             "- Objects are expected in a canonical pose (y up), like ShapeNet; other orientations reconstruct worse.",
-            "- Trained on procedural shapes only: fine detail and organic shapes are beyond what it has seen.",
+            "- Trained on procedural shapes only: fine detail and shapes unlike its families are beyond what it has seen."
+            if "animal" in (t.get("families") or [])
+            else "- Trained on procedural shapes only: fine detail and organic shapes are beyond what it has seen.",
         ]
     if config["task"] == "image":
         lines.append("- Images: one object on a plain background, seen from a moderate elevation; the mesh is in the object's canonical frame, not the camera's.")

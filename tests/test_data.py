@@ -10,6 +10,7 @@ import open3d as o3d
 import pytest
 import torch
 import trimesh
+from scipy.spatial import cKDTree
 
 from occrecon.data import cache, mesh_source, prepare, sdf, shapes
 from occrecon.errors import InputError
@@ -68,6 +69,28 @@ def test_cone_matches_brute_force_distance():
         t = np.clip(((q - a) @ (b - a)) / ((b - a) @ (b - a)), 0, 1)
         best = np.minimum(best, np.linalg.norm(q - (a + t[:, None] * (b - a)), axis=1))
     np.testing.assert_allclose(np.abs(d), best, atol=1e-9)
+
+
+def test_round_cone_is_the_hull_of_its_two_balls():
+    # The hull of two balls is the union of the balls interpolated between them, so
+    # a dense sweep gives the exact distance outside and the exact sign everywhere.
+    rng = np.random.default_rng(0)
+    a, b, r_a, r_b = np.array([0.1, -0.2, 0.3]), np.array([0.5, 0.4, -0.2]), 0.05, 0.25
+    cone = sdf.RoundCone(tuple(a), tuple(b), r_a, r_b)
+    p = rng.uniform(-0.6, 1.0, (3000, 3))
+    t = np.linspace(0.0, 1.0, 2001)[:, None]
+    swept = np.min(np.linalg.norm(p[:, None] - (a + t * (b - a))[None], axis=2) - (r_a + t[:, 0] * (r_b - r_a))[None], axis=1)
+    d = cone.sdf(p)
+    assert np.array_equal(d < 0, swept < 0)
+    np.testing.assert_allclose(d[swept > 0], swept[swept > 0], atol=1e-6)
+    lo, hi = cone.bounds()
+    q = rng.uniform(lo - 0.2, hi + 0.2, (4000, 3))
+    outside_box = np.any((q < lo) | (q > hi), axis=1)
+    assert outside_box.any() and np.all(cone.sdf(q[outside_box]) > 0)
+    equal = sdf.RoundCone((0, 0, 0), (1, 0, 0), 0.2, 0.2)
+    np.testing.assert_allclose(equal.sdf(p), sdf.Capsule((0, 0, 0), (1, 0, 0), 0.2).sdf(p), atol=1e-12)
+    with pytest.raises(ValueError):
+        sdf.RoundCone((0, 0, 0), (0.1, 0, 0), 0.5, 0.1)
 
 
 def test_operators_sign_logic_and_transforms():
@@ -344,3 +367,54 @@ def test_shard_dataset_items(tmp_path):
     assert batch["inputs"].shape == (3, 300, 3)
     with pytest.raises(InputError):
         cache.ShardDataset(tmp_path / "nothing", "points")
+
+
+def _sorted_rows(a: np.ndarray) -> np.ndarray:
+    a = np.round(a, 6)
+    return a[np.lexsort(a.T[::-1])]
+
+
+def test_box_symmetries_form_the_group_and_move_voxels_like_points():
+    mats = [cache.box_symmetry(k) for k in range(8)]
+    keys = {tuple(np.round(m).astype(int).ravel()) for m in mats}
+    assert len(keys) == 8
+    for m in mats:
+        np.testing.assert_allclose(m @ m.T, np.eye(3), atol=1e-7)
+        assert m[1, 1] == 1  # y stays up
+        for n in mats:  # closed under composition
+            assert tuple(np.round(m @ n).astype(int).ravel()) in keys
+    rng = np.random.default_rng(0)
+    grid = (rng.random((8, 8, 8)) < 0.3).astype(np.float32)
+    centres = -0.5 + (np.argwhere(grid > 0) + 0.5) / 8
+    for m in mats:
+        moved = cache.transform_voxels(grid, m)
+        got = -0.5 + (np.argwhere(moved > 0) + 0.5) / 8
+        assert np.array_equal(_sorted_rows(got), _sorted_rows(centres @ m.T))
+
+
+def test_augmented_items_are_one_symmetry_of_the_stored_shape(tmp_path):
+    cache.build_dataset(tmp_path, 1, 0, workers=1, families=["chair"], prepare_kwargs=TINY)
+    stored = np.load(tmp_path / "shard_00000.npz")
+    queries = np.concatenate([stored["points"][0], stored["near_points"][0]]).astype(np.float32)
+    labels = np.concatenate([prepare.unpack_occupancies(stored["occupancies"][0], len(stored["points"][0])),
+                             prepare.unpack_occupancies(stored["near_occupancies"][0], len(stored["near_points"][0]))])
+    tree = cKDTree(queries)
+    surface = cKDTree(stored["surface_points"][0].astype(np.float32))
+    torch.manual_seed(0)
+    ds = cache.ShardDataset(tmp_path, "points", n_query=128, near_fraction=0.5, augment=True)
+    used = set()
+    for _ in range(24):
+        item = ds[0]
+        p, x = item["points"].numpy(), item["inputs"].numpy()
+        for k in range(8):
+            m = cache.box_symmetry(k)
+            dist, idx = tree.query(p @ m)  # m is orthogonal: p @ m undoes p @ m.T
+            if dist.max() < 2e-3:
+                assert np.array_equal(labels[idx], item["occ"].numpy())
+                assert np.median(surface.query(x @ m)[0]) < 0.02  # inputs moved with the queries
+                used.add(k)
+                break
+        else:
+            raise AssertionError("item is no symmetry of the stored shape")
+    assert len(used) >= 4  # the symmetries are actually drawn
+    assert not cache.ShardDataset(tmp_path, "image", augment=True).augment

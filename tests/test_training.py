@@ -65,7 +65,7 @@ def test_run_folder_is_a_model_folder_with_a_card(tmp_path):
     assert cfg["training"]["steps"] == 2 and cfg["training"]["batch_size"] == 2
     assert 0.0 <= cfg["training"]["validation_iou"] <= 1.0
     card = (folder / "README.md").read_text()
-    for fact in ("Steps: 2", "batch size 2", "Validation IoU", "Wall time", "seed 0"):
+    for fact in ("Steps: 2", "batch size 2", "Validation IoU", "Wall time", "seed 0", "turned about y"):
         assert fact in card
     history = json.loads((folder / "training_state.json").read_text())["history"]
     assert [h["step"] for h in history] == [2]
@@ -119,7 +119,12 @@ def test_voxels_and_image_tasks_train(tmp_path):
 def test_fine_tuning_starts_from_the_given_model(tmp_path):
     base = train(config(tmp_path, "base", 2))
     tuned = train(config(tmp_path, "tuned", 1, from_model=str(base)))
-    assert load_model(tuned, "cpu").config["base_model"] == str(base)
+    cfg = load_model(tuned, "cpu").config
+    assert cfg["base_model"] == str(base)
+    # The card keeps what the base had learnt: its steps, data and time.
+    assert cfg["training"]["steps"] == 1 and cfg["training"]["base"]["steps"] == 2
+    card = (tuned / "README.md").read_text()
+    assert f"Fine-tuned from `{base}`: 2 steps at batch size 2 on 8 shapes" in card
     with pytest.raises(OccreconError, match="is a points model, not voxels"):
         train(config(tmp_path, "wrong", 1, task="voxels", from_model=str(base)))
 

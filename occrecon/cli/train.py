@@ -36,6 +36,7 @@ def train_command(
     val_every: Annotated[int, typer.Option("--val-every", min=1, help="Validate every N steps.")] = 500,
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Dataset folder. [default: ~/.cache/occrecon/datasets/...]")] = None,
     workers: Annotated[int, typer.Option("--workers", min=0, help="Data processes.")] = 1,
+    augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Turn and mirror points/voxels training items about y (objects face any way).")] = True,
     full_precision: Annotated[bool, typer.Option("--fp32", help="Store float32 weights (default float16).")] = False,
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
@@ -61,6 +62,7 @@ def train_command(
         val_every=val_every,
         workers=workers,
         from_model=from_model,
+        augment=augment,
         half=not full_precision,
         device=device,
     )

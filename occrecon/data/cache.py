@@ -35,7 +35,7 @@ from occrecon.data.prepare import prepare_sample, unpack_occupancies
 from occrecon.data.shapes import FAMILIES, random_shape
 from occrecon.errors import InputError
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"  # 2: organic families (animal, figure, blob, tube)
 MANIFEST = "manifest.json"
 
 
@@ -307,6 +307,26 @@ def _checked_indices(indices: list[int] | np.ndarray | None, n: int) -> np.ndarr
     return out
 
 
+def box_symmetry(k: int) -> np.ndarray:
+    """Element ``k`` (0-7) of the symmetries of the canonical frame: y rotations by k·90°, mirrored for k >= 4.
+
+    They keep y up and map the padded box ``[-0.55, 0.55]³`` and the voxel cell
+    centres onto themselves, so labels stay exact. Procedural objects all face +z;
+    real ones face anywhere around y.
+    """
+    c, s = [(1, 0), (0, 1), (-1, 0), (0, -1)][k % 4]
+    rot = np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]], dtype=np.float32)
+    return rot @ np.diag([-1.0, 1.0, 1.0]).astype(np.float32) if k >= 4 else rot
+
+
+def transform_voxels(grid: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Apply a signed axis permutation ``m`` (3, 3) to an (R, R, R) grid centred on the origin."""
+    axes = [int(np.flatnonzero(row)[0]) for row in m]
+    out = np.transpose(grid, axes)
+    flip = tuple(r for r, row in enumerate(m) if row[axes[r]] < 0)
+    return np.ascontiguousarray(np.flip(out, flip) if flip else out)
+
+
 class ShardDataset(torch.utils.data.Dataset):
     """Per-shape training items from a sharded dataset, for one task.
 
@@ -333,6 +353,8 @@ class ShardDataset(torch.utils.data.Dataset):
         noise_std: input noise for the ``points`` task.
         image_size: network input side for the ``image`` task (upstream: 224).
         indices: optional subset of shape indices (e.g. a validation split).
+        augment: map each ``points``/``voxels`` item by a random :func:`box_symmetry`
+            (inputs and queries alike); images keep their camera and are not augmented.
     """
 
     TASKS = ("points", "voxels", "image")
@@ -348,6 +370,7 @@ class ShardDataset(torch.utils.data.Dataset):
         noise_std: float = 0.005,
         image_size: int = 224,
         indices: list[int] | np.ndarray | None = None,
+        augment: bool = False,
     ):
         if task not in self.TASKS:
             raise ValueError(f"task must be one of {self.TASKS}, got {task!r}")
@@ -360,6 +383,7 @@ class ShardDataset(torch.utils.data.Dataset):
         self.noise_std = float(noise_std)
         self.image_size = int(image_size)
         self.indices = _checked_indices(indices, self.manifest["n_shapes"])
+        self.augment = bool(augment) and task != "image"
         self._shards: dict[int, dict[str, np.ndarray]] = {}
 
     def __getstate__(self) -> dict:
@@ -399,6 +423,9 @@ class ShardDataset(torch.utils.data.Dataset):
             occ.append(unpack_occupancies(sh["near_occupancies"][j], len(near))[sel])
         p = np.concatenate(points)
         p += rng.normal(scale=1e-4, size=p.shape).astype(np.float32)
+        sym = box_symmetry(int(rng.integers(8))) if self.augment else None
+        if sym is not None:
+            p = p @ sym.T
         item: dict[str, Any] = {
             "points": torch.from_numpy(p),
             "occ": torch.from_numpy(np.concatenate(occ).astype(np.float32)),
@@ -409,9 +436,10 @@ class ShardDataset(torch.utils.data.Dataset):
             surf = sh["surface_points"][j]
             sel = rng.integers(0, len(surf), self.n_input_points)
             x = surf[sel].astype(np.float32) + rng.normal(scale=self.noise_std, size=(self.n_input_points, 3)).astype(np.float32)
-            item["inputs"] = torch.from_numpy(x)
+            item["inputs"] = torch.from_numpy(x if sym is None else x @ sym.T)
         elif self.task == "voxels":
-            item["inputs"] = torch.from_numpy(np.array(sh["voxels"][j], dtype=np.float32))
+            grid = np.array(sh["voxels"][j], dtype=np.float32)
+            item["inputs"] = torch.from_numpy(grid if sym is None else transform_voxels(grid, sym))
         else:
             v = int(rng.integers(0, sh["images"].shape[1]))
             img = Image.fromarray(np.asarray(sh["images"][j, v]))

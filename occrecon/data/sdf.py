@@ -226,6 +226,47 @@ class Capsule(Primitive):
 
 
 @dataclass(frozen=True, eq=False)
+class RoundCone(Primitive):
+    """Convex hull of a ball of ``r_a`` at ``a`` and one of ``r_b`` at ``b`` (exact): a tapered limb.
+
+    Needs ``|r_a - r_b| < |b - a|`` (otherwise one ball swallows the other; use a Sphere).
+    """
+
+    a: tuple[float, float, float]
+    b: tuple[float, float, float]
+    r_a: float
+    r_b: float
+
+    def __post_init__(self) -> None:
+        length = float(np.linalg.norm(np.subtract(self.b, self.a)))
+        if not abs(self.r_a - self.r_b) < length:
+            raise ValueError("RoundCone needs |r_a - r_b| < |b - a|")
+
+    def _sdf(self, p: Array) -> Array:
+        # Closed form in the plane through the axis: the hull's side is the common
+        # tangent of the two circles, whose normal makes a fixed angle with the axis.
+        a = np.asarray(self.a, dtype=np.float64)
+        ba = np.asarray(self.b, dtype=np.float64) - a
+        l2 = float(ba @ ba)
+        rr = self.r_a - self.r_b
+        a2 = l2 - rr * rr
+        pa = p - a
+        y = pa @ ba
+        z = y - l2
+        x2 = np.einsum("ij,ij->i", pa * l2 - y[:, None] * ba, pa * l2 - y[:, None] * ba)
+        y2, z2 = y * y * l2, z * z * l2
+        k = np.sign(rr) * rr * rr * x2
+        side = (np.sqrt(x2 * a2 / l2) + y * rr) / l2 - self.r_a
+        near_b = np.sqrt(x2 + z2) / l2 - self.r_b
+        near_a = np.sqrt(x2 + y2) / l2 - self.r_a
+        return np.where(np.sign(z) * a2 * z2 > k, near_b, np.where(np.sign(y) * a2 * y2 < k, near_a, side))
+
+    def bounds(self) -> tuple[Array, Array]:
+        a, b = np.asarray(self.a, dtype=np.float64), np.asarray(self.b, dtype=np.float64)
+        return np.minimum(a - self.r_a, b - self.r_b), np.maximum(a + self.r_a, b + self.r_b)
+
+
+@dataclass(frozen=True, eq=False)
 class Cone(Primitive):
     """Capped cone / frustum along y from ``y=-h`` (radius ``r_bottom``) to ``y=+h`` (``r_top``); exact."""
 

@@ -13,7 +13,7 @@ such as cushions, glass or wheels) so renders can colour parts differently.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import mcubes
 import numpy as np
@@ -26,12 +26,14 @@ from occrecon.data.sdf import (
     Ellipsoid,
     HalfSpace,
     Intersect,
+    RoundCone,
     Shape,
     Sphere,
     Torus,
     Transform,
     box_at,
     cylinder_between,
+    rotation_matrix,
     sdf_grid,
     smooth_union,
     union,
@@ -503,6 +505,172 @@ def vase(rng: Rng) -> Shape:
     return vessel.translate((0, -r * 0.1, 0)).tag(0)
 
 
+# --------------------------------------------------------------------------------------
+# Organic families: smooth bodies that real scans are full of (animals, figures, blobs,
+# tubes and knots). Furniture and CSG alone teach a points model nothing about them.
+# --------------------------------------------------------------------------------------
+def _limb(a: Sequence[float], b: Sequence[float], r_a: float, r_b: float) -> Shape:
+    """A tapered limb from ``a`` to ``b``; a ball when one end would swallow the other."""
+    if abs(r_a - r_b) >= 0.999 * float(np.linalg.norm(np.subtract(b, a))):
+        return Sphere(max(r_a, r_b)).translate(a if r_a >= r_b else b)
+    return RoundCone(tuple(map(float, a)), tuple(map(float, b)), float(r_a), float(r_b))
+
+
+def _blend(parts: list[Shape], k: float) -> Shape:
+    """Smooth union of ``parts`` in order, with fillets of radius ``k``."""
+    out = parts[0]
+    for part in parts[1:]:
+        out = smooth_union(out, part, k)
+    return out
+
+
+def _on_floor(shape: Shape) -> Shape:
+    """Lower ``shape`` onto ``y = 0`` (its measured bottom, not the loose node bounds)."""
+    lo, _ = solid_bounds(shape, res=48)
+    return shape.translate((0, -float(lo[1]), 0))
+
+
+def animal(rng: Rng) -> Shape:
+    """Four-legged animals, cat to cow to giraffe: ellipsoid body, tapered legs, neck, head, ears, tail."""
+    length = _u(rng, 0.4, 2.0)
+    half_w = length * _u(rng, 0.12, 0.25)
+    half_h = length * _u(rng, 0.13, 0.25)
+    leg_h = length * _u(rng, 0.2, 0.8)
+    yc = leg_h + half_h * 0.6
+    k = length * _u(rng, 0.03, 0.08)
+    body = [Ellipsoid((half_w, half_h, length / 2)).translate((0, yc, 0))]
+    if rng.random() < 0.6:  # chest or haunch bulge
+        z = length * _u(rng, -0.25, 0.25)
+        body.append(Ellipsoid((half_w * _u(rng, 0.9, 1.2), half_h * _u(rng, 0.9, 1.25), length * 0.25)).translate((0, yc, z)))
+    limbs = []
+    r_leg = half_w * _u(rng, 0.25, 0.5)
+    foot = r_leg * _u(rng, 0.45, 0.9)
+    for sx in (-1, 1):
+        for sz in (-1, 1):
+            top = np.array([sx * half_w * _u(rng, 0.4, 0.7), yc - half_h * 0.3, sz * length * _u(rng, 0.25, 0.38)])
+            bottom = np.array([top[0] * _u(rng, 0.8, 1.2), foot, top[2] + length * _u(rng, -0.06, 0.06)])
+            knee = (top + bottom) / 2 + np.array([0.0, 0.0, -sz * length * _u(rng, 0.0, 0.05)])
+            limbs += [_limb(top, knee, r_leg, (r_leg + foot) / 2), _limb(knee, bottom, (r_leg + foot) / 2, foot)]
+    neck_base = np.array([0.0, yc + half_h * 0.4, length * 0.4])
+    head_at = neck_base + np.array([0.0, length * _u(rng, 0.0, 0.6), length * _u(rng, 0.08, 0.25)])
+    head_r = length * _u(rng, 0.08, 0.16)
+    limbs.append(_limb(neck_base, head_at, half_w * _u(rng, 0.4, 0.8), head_r * 0.7))
+    head = [Ellipsoid((head_r * _u(rng, 0.7, 1.0), head_r * _u(rng, 0.8, 1.1), head_r)).translate(head_at)]
+    snout = head_at + np.array([0.0, -head_r * _u(rng, 0.0, 0.5), head_r * _u(rng, 0.6, 1.5)])
+    head.append(_limb(head_at, snout, head_r * 0.8, head_r * _u(rng, 0.3, 0.6)))
+    ear_len = head_r * _u(rng, 0.4, 2.5)  # up to rabbit ears
+    for sx in (-1, 1):
+        base = head_at + np.array([sx * head_r * 0.5, head_r * 0.6, -head_r * 0.2])
+        tip = base + np.array([sx * ear_len * _u(rng, 0.1, 0.8), ear_len, -ear_len * _u(rng, 0.0, 0.4)])
+        head.append(_limb(base, tip, head_r * _u(rng, 0.15, 0.3), head_r * _u(rng, 0.05, 0.15)).tag(2))
+    if rng.random() < 0.3:  # horns
+        for sx in (-1, 1):
+            base = head_at + np.array([sx * head_r * 0.4, head_r * 0.8, 0.0])
+            tip = base + np.array([sx * head_r * _u(rng, 0.3, 1.2), head_r * _u(rng, 0.2, 1.0), 0.0])
+            head.append(_limb(base, tip, head_r * 0.15, head_r * 0.04).tag(2))
+    if rng.random() < 0.8:  # tail
+        root = np.array([0.0, yc + half_h * 0.2, -length * 0.48])
+        tip = root + np.array([0.0, -length * _u(rng, -0.2, 0.5), -length * _u(rng, 0.05, 0.4)])
+        limbs.append(_limb(root, tip, half_w * _u(rng, 0.1, 0.3), half_w * _u(rng, 0.03, 0.1)))
+    parts = [s.tag(0) for s in body] + [s.tag(1) for s in limbs] + head
+    return _on_floor(_blend(parts, k))
+
+
+def figure(rng: Rng) -> Shape:
+    """Standing figures and toys: pear-shaped torso, tapered arms and legs, a big head, optional round ears."""
+    height = _u(rng, 0.2, 1.8)
+    head_r = height * _u(rng, 0.09, 0.22)
+    leg_h = height * _u(rng, 0.15, 0.45)
+    torso_h = max(height - leg_h - 2 * head_r, height * 0.2)
+    half_w = torso_h * _u(rng, 0.25, 0.6)
+    k = height * _u(rng, 0.015, 0.05)
+    y_t = leg_h + torso_h / 2
+    parts: list[Shape] = [Ellipsoid((half_w, torso_h / 2, half_w * _u(rng, 0.6, 1.0))).tag(0).translate((0, y_t, 0))]
+    if rng.random() < 0.6:  # belly
+        parts.append(Ellipsoid((half_w * 1.1, torso_h * 0.3, half_w * _u(rng, 0.7, 1.1))).tag(0).translate((0, y_t - torso_h * 0.15, 0)))
+    r_leg = half_w * _u(rng, 0.25, 0.45)
+    for sx in (-1, 1):
+        hip = np.array([sx * half_w * 0.45, leg_h + torso_h * 0.1, 0.0])
+        ankle = np.array([sx * half_w * _u(rng, 0.35, 0.7), r_leg * 0.6, 0.0])
+        parts.append(_limb(hip, ankle, r_leg, r_leg * 0.6).tag(1))
+        parts.append(Ellipsoid((r_leg * 0.8, r_leg * 0.5, r_leg * _u(rng, 1.0, 1.8))).tag(1).translate(ankle + np.array([0, -r_leg * 0.1, r_leg * 0.5])))
+        shoulder = np.array([sx * half_w * 0.85, y_t + torso_h * 0.3, 0.0])
+        hand = shoulder + np.array([sx * torso_h * _u(rng, 0.1, 0.6), -torso_h * _u(rng, -0.3, 0.8), torso_h * _u(rng, -0.1, 0.4)])
+        parts.append(_limb(shoulder, hand, r_leg * _u(rng, 0.5, 0.8), r_leg * _u(rng, 0.3, 0.5)).tag(1))
+    head_at = np.array([0.0, leg_h + torso_h + head_r * 0.9, 0.0])
+    parts.append(Ellipsoid((head_r * _u(rng, 0.8, 1.1), head_r, head_r * _u(rng, 0.8, 1.1))).tag(0).translate(head_at))
+    if rng.random() < 0.6:  # nose
+        parts.append(Sphere(head_r * _u(rng, 0.1, 0.3)).tag(2).translate(head_at + np.array([0, -head_r * 0.1, head_r * 0.95])))
+    if rng.random() < 0.5:  # big round ears, flat discs at the sides of the head
+        ear_r = head_r * _u(rng, 0.4, 0.9)
+        for sx in (-1, 1):
+            at = head_at + np.array([sx * head_r * 1.1, head_r * _u(rng, 0.0, 0.6), 0.0])
+            parts.append(Ellipsoid((ear_r * 0.5, ear_r, ear_r * 0.25)).rotate((0, 0, 1), -sx * _u(rng, 0.0, 0.8)).tag(2).translate(at))
+    return _on_floor(_blend(parts, k))
+
+
+def blob(rng: Rng) -> Shape:
+    """Pebbles, potatoes, bean bags and lumps: a few ellipsoids and tapered lobes blended with wide fillets."""
+    size = _u(rng, 0.1, 1.0)
+    parts: list[Shape] = []
+    for _ in range(int(rng.integers(2, 8))):
+        r = size * rng.uniform(0.12, 0.35, 3)
+        at = rng.normal(scale=size * 0.18, size=3)
+        if rng.random() < 0.7:
+            part: Shape = Ellipsoid(tuple(r)).rotate(rng.normal(size=3), _u(rng, 0, np.pi))
+        else:
+            d = rng.normal(size=3)
+            d *= size * _u(rng, 0.15, 0.4) / np.linalg.norm(d)
+            part = _limb(-d, d, float(r[0]), float(r[1]) * 0.5)
+        parts.append(part.translate(at).tag(int(rng.integers(0, 3))))
+    shape = _blend(parts, size * _u(rng, 0.08, 0.3))
+    if rng.random() < 0.3:  # a dent
+        d = rng.normal(size=3)
+        d *= size * 0.45 / np.linalg.norm(d)
+        dented = shape - Sphere(size * _u(rng, 0.1, 0.25)).translate(d)
+        if _rough_volume(dented) > 0.5 * _rough_volume(shape):
+            shape = dented
+    return _on_floor(shape)
+
+
+def _tube_along(curve: np.ndarray, radius: float, closed: bool) -> Shape:
+    """A tube of ``radius`` around a polyline ``(n, 3)``: capsules joined at the vertices."""
+    ends = np.concatenate([curve, curve[:1]]) if closed else curve
+    return union(*[Capsule(tuple(a), tuple(b), radius) for a, b in zip(ends[:-1], ends[1:])])
+
+
+def tube(rng: Rng) -> Shape:
+    """Torus knots, wobbly rings and bent pipes: a round tube swept along a curve."""
+    size = _u(rng, 0.1, 0.6)
+    t = np.linspace(0.0, 2 * np.pi, 96, endpoint=False)
+    kind = rng.choice(["knot", "ring", "pipe"], p=[0.5, 0.25, 0.25])
+    if kind == "knot":
+        p, q = [(2, 3), (2, 5), (3, 4), (3, 5), (2, 7), (3, 2), (5, 2)][int(rng.integers(7))]
+        small = _u(rng, 0.3, 0.6)
+        rad = 1.0 + small * np.cos(q * t)
+        curve = np.stack([rad * np.cos(p * t), small * np.sin(q * t) * _u(rng, 0.6, 1.5), rad * np.sin(p * t)], 1)
+        radius = _u(rng, 0.1, 0.25)
+    elif kind == "ring":
+        wobble = sum(rng.normal(scale=0.15) * np.cos(f * t + rng.uniform(0, 2 * np.pi)) for f in range(2, 5))
+        curve = np.stack([(1 + wobble) * np.cos(t), sum(rng.normal(scale=0.2) * np.sin(f * t) for f in range(1, 4)), np.sin(t)], 1)
+        radius = _u(rng, 0.08, 0.35)
+    else:
+        steps = rng.normal(size=(6, 3))
+        knots = np.cumsum(steps / np.linalg.norm(steps, axis=1, keepdims=True), axis=0)
+        s = np.linspace(0.0, 5.0, 80)
+        curve = np.stack([np.interp(s, np.arange(6), knots[:, i]) for i in range(3)], 1)
+        # Chaikin-style smoothing rounds the corners of the random walk.
+        for _ in range(10):
+            curve[1:-1] = 0.25 * curve[:-2] + 0.5 * curve[1:-1] + 0.25 * curve[2:]
+        radius = _u(rng, 0.1, 0.3)
+    rot = rotation_matrix(rng.normal(size=3), _u(rng, 0, np.pi)) if kind != "ring" or rng.random() < 0.5 else np.eye(3)
+    curve = curve @ rot.T
+    scale = size / float(np.max(np.ptp(curve, axis=0)) + 2 * radius)
+    curve = curve * scale
+    curve[:, 1] -= curve[:, 1].min() - radius * scale
+    return _tube_along(curve, radius * scale, closed=kind != "pipe").tag(int(rng.integers(0, 3)))
+
+
 def _eroded(shape: Shape, inset: float) -> Shape:
     """The solid shrunk by ``inset`` (an eroded copy)."""
     return shape.round(-inset)
@@ -580,6 +748,10 @@ FAMILIES: dict[str, Callable[[Rng], Shape]] = {
     "monitor": monitor,
     "vase": vase,
     "csg": random_csg,
+    "animal": animal,
+    "figure": figure,
+    "blob": blob,
+    "tube": tube,
 }
 
 
