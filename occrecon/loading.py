@@ -150,7 +150,9 @@ def save_model_folder(
         card: Markdown model card.
         half: store floating-point tensors as float16 (loading upcasts them).
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
+
+    from occrecon.io.atomic import write_bytes_atomic
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -161,7 +163,8 @@ def save_model_folder(
             tensor = tensor.half()
         state[key] = tensor
     config = {"format": "occrecon", "format_version": FORMAT_VERSION, **config}
-    save_file(state, str(folder / WEIGHTS_NAME), metadata={"format": "pt", "occrecon_task": str(config["task"])})
+    # Atomic, so that a run folder being loaded while training saves a new best is never torn.
+    write_bytes_atomic(folder / WEIGHTS_NAME, save(state, metadata={"format": "pt", "occrecon_task": str(config["task"])}))
     (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=False) + "\n")
     if card is not None:
         (folder / CARD_NAME).write_text(card)

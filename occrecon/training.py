@@ -101,6 +101,8 @@ class TrainConfig:
         augment: map training items of the ``points`` and ``voxels`` tasks by a random
             symmetry of the canonical frame (y rotations by 90°, mirror); see
             :func:`occrecon.data.cache.box_symmetry`.
+        any_up: augment with all 48 axis symmetries (objects lying on any side), not
+            only the 8 that keep y up.
         half: store the final weights as float16.
     """
 
@@ -121,6 +123,7 @@ class TrainConfig:
     workers: int = 1
     from_model: str | None = None
     augment: bool = True
+    any_up: bool = False
     half: bool = True
     device: str = "auto"
     prepare_kwargs: dict[str, Any] = field(
@@ -252,6 +255,7 @@ def _dataset(
     n_query: int | None = None,
     near_fraction: float | None = None,
     augment: bool = False,
+    any_up: bool = False,
 ):
     from occrecon.data.cache import CropDataset, ShardDataset
 
@@ -280,6 +284,7 @@ def _dataset(
         image_size=int(spec.get("image_size", 224)),
         indices=indices,
         augment=augment,
+        any_up=any_up,
     )
 
 
@@ -398,6 +403,7 @@ def train(
         saved = json.loads((out / STATE_NAME).read_text())["config"]
         saved.update({"steps": config.steps, "workers": config.workers, "device": config.device})
         saved.setdefault("augment", False)  # runs from before augmentation existed trained without it
+        saved.setdefault("any_up", False)
         config = TrainConfig(**saved)
     elif checkpoint_path.exists():
         raise OccreconError(f"{out}: holds a training run already; pass --resume to continue it or choose another --out")
@@ -408,7 +414,7 @@ def train(
     train_indices, val_indices = _split(config, int(manifest["n_shapes"]))
     model_cfg = model_config(config.task)
     net, model_cfg = _initial_network(config, model_cfg, device)
-    train_set = _dataset(config, train_indices, model_cfg, augment=config.augment)
+    train_set = _dataset(config, train_indices, model_cfg, augment=config.augment, any_up=config.any_up)
     val_set = _dataset(config, val_indices, model_cfg)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
     crop_resolution = _crop_resolution(config.task, model_cfg)
@@ -578,6 +584,7 @@ def _final_config(model_cfg: dict[str, Any], config: TrainConfig, step: int, ela
         "validation_iou": None if iou is None else round(iou, 4),
         "validation_shapes": config.val_shapes,
         "augment": config.augment and config.task in ("points", "voxels"),
+        "augment_any_up": config.augment and config.any_up and config.task in ("points", "voxels"),
         "storage": "float16" if config.half else "float32",
     }
     if base:  # what the fine-tuned model had learnt before, for the card
@@ -613,7 +620,9 @@ def _threshold_lines(config: dict[str, Any]) -> list[str]:
 def _lineage_lines(config: dict[str, Any]) -> list[str]:
     t = config.get("training", {})
     lines = []
-    if t.get("augment"):
+    if t.get("augment_any_up"):
+        lines.append("- Augmentation: each item mapped by one of the 48 signed axis permutations (any axis up, turned by multiples of 90°, possibly mirrored)")
+    elif t.get("augment"):
         lines.append("- Augmentation: each item turned about y by a multiple of 90° and possibly mirrored")
     if config.get("base_model"):
         b = t.get("base") or {}
@@ -670,7 +679,9 @@ def model_card(config: dict[str, Any], benchmark: str | None = None) -> str:
         ]
     else:
         lines += [
-            "- Objects are expected in a canonical pose (y up), like ShapeNet; other orientations reconstruct worse.",
+            "- Objects may lie with any axis up and be turned by multiples of 90° (trained on all 48); arbitrary rotations in between reconstruct worse."
+            if t.get("augment_any_up")
+            else "- Objects are expected in a canonical pose (y up), like ShapeNet; other orientations reconstruct worse.",
             "- Trained on procedural shapes only: fine detail and shapes unlike its families are beyond what it has seen."
             if "animal" in (t.get("families") or [])
             else "- Trained on procedural shapes only: fine detail and organic shapes are beyond what it has seen.",

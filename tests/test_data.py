@@ -374,15 +374,16 @@ def _sorted_rows(a: np.ndarray) -> np.ndarray:
     return a[np.lexsort(a.T[::-1])]
 
 
-def test_box_symmetries_form_the_group_and_move_voxels_like_points():
-    mats = [cache.box_symmetry(k) for k in range(8)]
+@pytest.mark.parametrize("n", [cache.UPRIGHT_SYMMETRIES, cache.BOX_SYMMETRIES])
+def test_box_symmetries_form_the_group_and_move_voxels_like_points(n):
+    mats = [cache.box_symmetry(k) for k in range(n)]
     keys = {tuple(np.round(m).astype(int).ravel()) for m in mats}
-    assert len(keys) == 8
-    for m in mats:
+    assert len(keys) == n
+    for k, m in enumerate(mats):
         np.testing.assert_allclose(m @ m.T, np.eye(3), atol=1e-7)
-        assert m[1, 1] == 1  # y stays up
-        for n in mats:  # closed under composition
-            assert tuple(np.round(m @ n).astype(int).ravel()) in keys
+        assert (m[1, 1] == 1) == (k < cache.UPRIGHT_SYMMETRIES)  # the first 8, and only they, keep y up
+        for other in mats:  # closed under composition
+            assert tuple(np.round(m @ other).astype(int).ravel()) in keys
     rng = np.random.default_rng(0)
     grid = (rng.random((8, 8, 8)) < 0.3).astype(np.float32)
     centres = -0.5 + (np.argwhere(grid > 0) + 0.5) / 8
@@ -392,7 +393,8 @@ def test_box_symmetries_form_the_group_and_move_voxels_like_points():
         assert np.array_equal(_sorted_rows(got), _sorted_rows(centres @ m.T))
 
 
-def test_augmented_items_are_one_symmetry_of_the_stored_shape(tmp_path):
+@pytest.mark.parametrize("any_up", [False, True])
+def test_augmented_items_are_one_symmetry_of_the_stored_shape(tmp_path, any_up):
     cache.build_dataset(tmp_path, 1, 0, workers=1, families=["chair"], prepare_kwargs=TINY)
     stored = np.load(tmp_path / "shard_00000.npz")
     queries = np.concatenate([stored["points"][0], stored["near_points"][0]]).astype(np.float32)
@@ -401,12 +403,12 @@ def test_augmented_items_are_one_symmetry_of_the_stored_shape(tmp_path):
     tree = cKDTree(queries)
     surface = cKDTree(stored["surface_points"][0].astype(np.float32))
     torch.manual_seed(0)
-    ds = cache.ShardDataset(tmp_path, "points", n_query=128, near_fraction=0.5, augment=True)
+    ds = cache.ShardDataset(tmp_path, "points", n_query=128, near_fraction=0.5, augment=True, any_up=any_up)
     used = set()
     for _ in range(24):
         item = ds[0]
         p, x = item["points"].numpy(), item["inputs"].numpy()
-        for k in range(8):
+        for k in range(cache.BOX_SYMMETRIES):
             m = cache.box_symmetry(k)
             dist, idx = tree.query(p @ m)  # m is orthogonal: p @ m undoes p @ m.T
             if dist.max() < 2e-3:
@@ -417,4 +419,5 @@ def test_augmented_items_are_one_symmetry_of_the_stored_shape(tmp_path):
         else:
             raise AssertionError("item is no symmetry of the stored shape")
     assert len(used) >= 4  # the symmetries are actually drawn
+    assert any(k >= cache.UPRIGHT_SYMMETRIES for k in used) == any_up  # y stays up unless asked
     assert not cache.ShardDataset(tmp_path, "image", augment=True).augment

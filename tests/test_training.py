@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from safetensors.torch import load_file
 
 from occrecon.cli.main import main
 from occrecon.errors import OccreconError
-from occrecon.loading import load_model
+from occrecon.loading import load_model, save_model_folder
 from occrecon.training import THRESHOLD_CANDIDATES, TrainConfig, threshold_sweep, train
 
 SMALL = {"n_uniform": 2000, "n_near": 1000, "n_surface": 2000, "n_views": 1, "image_size": 64}
@@ -77,6 +78,19 @@ def test_run_folder_is_a_model_folder_with_a_card(tmp_path):
     assert f"Occupancy threshold {cfg['generation']['threshold']}" in card
 
 
+def test_model_folder_weights_are_atomic_with_ordinary_permissions(tmp_path):
+    net = torch.nn.Linear(2, 3)
+    old = os.umask(0o022)
+    try:
+        folder = save_model_folder(net, {"task": "points", "architecture": {}}, tmp_path / "model")
+    finally:
+        os.umask(old)
+    # safetensors alone writes 0600 in place; a shared cluster folder needs the usual 0644.
+    assert (folder / "model.safetensors").stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+    assert torch.equal(load_file(str(folder / "model.safetensors"))["weight"], net.weight.detach())
+
+
 class _ProbabilityNet(torch.nn.Module):
     """Its occupancy probability at a query is the query's x coordinate."""
 
@@ -134,11 +148,15 @@ def test_train_command(tmp_path, capsys):
         main([
             "train", "points", "--out", str(tmp_path / "cli"), "--steps", "1", "--batch-size", "2", "--shapes", "4",
             "--val-shapes", "1", "--val-every", "1", "--cache", str(tmp_path / "cli-data"), "--workers", "0",
-            "--queries", "128", "--device", "cpu", "--json", "-q",
+            "--queries", "128", "--device", "cpu", "--json", "-q", "--any-up",
         ])
     assert exit_info.value.code == 0, capsys.readouterr().err
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert lines[-1] == {"model": str(tmp_path / "cli")}
+    # --any-up reaches the data (48 symmetries), the config and the card's limits.
+    assert load_model(tmp_path / "cli", "cpu").config["training"]["augment_any_up"] is True
+    card = (tmp_path / "cli" / "README.md").read_text()
+    assert "one of the 48 signed axis permutations" in card and "any axis up" in card and "canonical pose" not in card
 
 
 def test_training_on_a_folder_of_meshes(tmp_path):

@@ -37,6 +37,7 @@ def train_command(
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Dataset folder. [default: ~/.cache/occrecon/datasets/...]")] = None,
     workers: Annotated[int, typer.Option("--workers", min=0, help="Data processes.")] = 1,
     augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Turn and mirror points/voxels training items about y (objects face any way).")] = True,
+    any_up: Annotated[bool, typer.Option("--any-up/--upright", help="Augment with all 48 axis symmetries (inputs with any axis up), not only the 8 that keep y up.")] = False,
     full_precision: Annotated[bool, typer.Option("--fp32", help="Store float32 weights (default float16).")] = False,
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
@@ -63,6 +64,7 @@ def train_command(
         workers=workers,
         from_model=from_model,
         augment=augment,
+        any_up=any_up,
         half=not full_precision,
         device=device,
     )

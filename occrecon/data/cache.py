@@ -19,6 +19,7 @@ shard, and are read as training crops by :class:`CropDataset`.
 
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -307,16 +308,42 @@ def _checked_indices(indices: list[int] | np.ndarray | None, n: int) -> np.ndarr
     return out
 
 
-def box_symmetry(k: int) -> np.ndarray:
-    """Element ``k`` (0-7) of the symmetries of the canonical frame: y rotations by k·90°, mirrored for k >= 4.
+UPRIGHT_SYMMETRIES = 8
+"""Symmetries 0-7 of :func:`box_symmetry` keep y up."""
+BOX_SYMMETRIES = 48
+"""All signed axis permutations: every axis up, every turn and mirror."""
 
-    They keep y up and map the padded box ``[-0.55, 0.55]³`` and the voxel cell
-    centres onto themselves, so labels stay exact. Procedural objects all face +z;
-    real ones face anywhere around y.
+
+def _signed_permutations() -> np.ndarray:
+    """The 48 symmetries of the cube, the 8 that keep y up first (in :func:`box_symmetry`'s order)."""
+    upright = []
+    for k in range(UPRIGHT_SYMMETRIES):
+        c, s = [(1, 0), (0, 1), (-1, 0), (0, -1)][k % 4]
+        rot = np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]], dtype=np.float32)
+        upright.append(rot @ np.diag([-1.0, 1.0, 1.0]).astype(np.float32) if k >= 4 else rot)
+    others = []
+    for perm in itertools.permutations(range(3)):
+        for signs in itertools.product((1.0, -1.0), repeat=3):
+            m = np.zeros((3, 3), np.float32)
+            m[np.arange(3), perm] = signs
+            if not any(np.array_equal(m, u) for u in upright):
+                others.append(m)
+    return np.stack(upright + others)
+
+
+_SYMMETRIES = _signed_permutations()
+
+
+def box_symmetry(k: int) -> np.ndarray:
+    """Element ``k`` (0-47) of the symmetries of the canonical box: the signed axis permutations.
+
+    They map the padded box ``[-0.55, 0.55]³`` and the voxel cell centres onto
+    themselves, so labels stay exact. ``k`` < 8 keeps y up (y rotations by k·90°,
+    mirrored for k >= 4): procedural objects all face +z, real ones face anywhere
+    around y. ``k`` >= 8 lays the shape on another side, as scans and CAD files
+    with z (or any other axis) up arrive.
     """
-    c, s = [(1, 0), (0, 1), (-1, 0), (0, -1)][k % 4]
-    rot = np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]], dtype=np.float32)
-    return rot @ np.diag([-1.0, 1.0, 1.0]).astype(np.float32) if k >= 4 else rot
+    return _SYMMETRIES[k].copy()
 
 
 def transform_voxels(grid: np.ndarray, m: np.ndarray) -> np.ndarray:
@@ -355,6 +382,7 @@ class ShardDataset(torch.utils.data.Dataset):
         indices: optional subset of shape indices (e.g. a validation split).
         augment: map each ``points``/``voxels`` item by a random :func:`box_symmetry`
             (inputs and queries alike); images keep their camera and are not augmented.
+        any_up: draw the symmetry from all 48 (any axis up), not only the 8 that keep y up.
     """
 
     TASKS = ("points", "voxels", "image")
@@ -371,6 +399,7 @@ class ShardDataset(torch.utils.data.Dataset):
         image_size: int = 224,
         indices: list[int] | np.ndarray | None = None,
         augment: bool = False,
+        any_up: bool = False,
     ):
         if task not in self.TASKS:
             raise ValueError(f"task must be one of {self.TASKS}, got {task!r}")
@@ -384,6 +413,7 @@ class ShardDataset(torch.utils.data.Dataset):
         self.image_size = int(image_size)
         self.indices = _checked_indices(indices, self.manifest["n_shapes"])
         self.augment = bool(augment) and task != "image"
+        self.n_symmetries = BOX_SYMMETRIES if any_up else UPRIGHT_SYMMETRIES
         self._shards: dict[int, dict[str, np.ndarray]] = {}
 
     def __getstate__(self) -> dict:
@@ -423,7 +453,7 @@ class ShardDataset(torch.utils.data.Dataset):
             occ.append(unpack_occupancies(sh["near_occupancies"][j], len(near))[sel])
         p = np.concatenate(points)
         p += rng.normal(scale=1e-4, size=p.shape).astype(np.float32)
-        sym = box_symmetry(int(rng.integers(8))) if self.augment else None
+        sym = box_symmetry(int(rng.integers(self.n_symmetries))) if self.augment else None
         if sym is not None:
             p = p @ sym.T
         item: dict[str, Any] = {

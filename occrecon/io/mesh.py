@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import trimesh
 
 from occrecon.errors import OutputExistsError
+from occrecon.io.atomic import write_bytes_atomic
 
 MESH_FORMATS: dict[str, str] = {"obj": "obj", "ply": "ply", "off": "off", "glb": "glb", "stl": "stl"}
 """Output format name → trimesh ``file_type``."""
@@ -56,22 +55,7 @@ def write_mesh(mesh: trimesh.Trimesh, path: str | Path, *, file_format: str | No
         raise OutputExistsError(f"{path}: exists (pass --overwrite to replace it)")
     data = mesh_bytes(mesh, file_format or format_from_path(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; outputs get the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
+    return write_bytes_atomic(path, data)
 
 
 def make_mesh(vertices: np.ndarray, faces: np.ndarray) -> trimesh.Trimesh:
