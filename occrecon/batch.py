@@ -110,6 +110,7 @@ def run_batch(
     on_stage: Callable[[str], None] | None = None,
     keep_traceback: bool = False,
     scene: SceneOptions | None = None,
+    input_noise: float | None = None,
 ) -> Iterator[ItemResult]:
     """Reconstruct each planned input in turn, yielding one result per input."""
     for item, target, problem in plan.items:
@@ -123,7 +124,9 @@ def run_batch(
             continue
         start = time.perf_counter()
         try:
-            result: Reconstruction = reconstruct(model, kind, item.path, options=options, mask=mask, seed=seed, on_stage=on_stage, scene=scene)
+            result: Reconstruction = reconstruct(
+                model, kind, item.path, options=options, mask=mask, seed=seed, on_stage=on_stage, scene=scene, input_noise=input_noise
+            )
             write_mesh(result.mesh, target, file_format=file_format, overwrite=overwrite)
             if save_input:
                 save_preview(result.preview, target, overwrite)

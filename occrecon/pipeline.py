@@ -204,6 +204,7 @@ def reconstruct(
     seed: int = 0,
     on_stage: StageFn | None = None,
     scene: SceneOptions | None = None,
+    input_noise: float | None = None,
 ) -> Reconstruction:
     """Reconstruct one input.
 
@@ -216,6 +217,9 @@ def reconstruct(
         seed: seeds subsampling, input noise and refinement.
         on_stage: called with a short stage name as work proceeds.
         scene: whether and how point clouds go through the sliding window.
+        input_noise: Gaussian std (canonical units) added to an object cloud before
+            encoding; None keeps the model's (0.005 for the object models, as upstream
+            adds at test time), 0 suits clouds that carry that much noise already.
 
     Returns:
         A ``Reconstruction`` whose mesh is in the input's coordinate frame.
@@ -224,6 +228,8 @@ def reconstruct(
     from occrecon.preprocess import prepare_input
 
     check_task(model, kind)
+    if input_noise is not None and (kind != "points" or not input_noise >= 0):
+        raise ValueError(f"input_noise is a std >= 0 for point clouds, got {input_noise} for {kind}")
     options = options or ExtractionOptions()
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -235,7 +241,8 @@ def reconstruct(
         scene_model = _scene_model_for(model, source, scene or SceneOptions())
         if scene_model is not None:
             return _reconstruct_scene(scene_model, source, scene or SceneOptions(), options, seed, on_stage, start)
-    prepared = prepare_input(kind, source, model.input_spec, mask=mask, seed=seed)
+    spec = model.input_spec if input_noise is None else {**model.input_spec, "noise": input_noise}
+    prepared = prepare_input(kind, source, spec, mask=mask, seed=seed)
     timings["preprocess"] = time.perf_counter() - start
 
     stage = time.perf_counter()

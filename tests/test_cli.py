@@ -241,3 +241,27 @@ def test_outputs_get_ordinary_file_permissions(points_model, tmp_path, capsys):
         os.umask(old)
     assert code == 0 and (tmp_path / "s.obj").stat().st_mode & 0o777 == 0o644
     assert not list(tmp_path.glob(".s.obj.*"))  # no temporary file left behind
+
+
+def test_input_noise_overrides_the_models_test_time_noise(points_model, tmp_path, capsys):
+    src = write_xyz(tmp_path / "s.xyz", sphere_cloud())
+    code, out, err = run(["points", src, "--model", points_model, "-d", tmp_path / "a", "--json"], capsys)
+    assert code == 0, err
+    assert not any("noise" in note for note in json.loads(out)["notes"])  # the tiny model adds none
+    code, out, err = run(["points", src, "--model", points_model, "-d", tmp_path / "b", "--json", "--input-noise", "0.02"], capsys)
+    assert code == 0, err
+    assert "added Gaussian noise, std 0.02 (canonical units)" in json.loads(out)["notes"]
+    code, _, err = run(["points", src, "--model", points_model, "-d", tmp_path / "c", "--input-noise", "-1"], capsys)
+    assert code == 2 and "--input-noise" in err
+
+
+def test_input_noise_is_for_point_clouds_only(voxels_model, image_model, tmp_path, capsys):
+    grid = np.zeros((32, 32, 32), bool)
+    grid[8:24, 8:24, 8:24] = True
+    np.save(tmp_path / "cube.npy", grid)
+    code, _, err = run(["voxels", tmp_path / "cube.npy", "--model", voxels_model, "--input-noise", "0.01"], capsys)
+    assert code == 2 and "--input-noise" in err
+    import occrecon
+
+    with pytest.raises(ValueError, match="input_noise"):
+        occrecon.reconstruct(occrecon.load_model(str(voxels_model), "cpu"), "voxels", grid, input_noise=0.01)

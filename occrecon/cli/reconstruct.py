@@ -63,6 +63,7 @@ def run_reconstruction(
     units: str | None,
     voxel_size: float | None,
     trim: bool,
+    input_noise: float | None,
     quiet: bool,
     json_output: bool,
     debug: bool,
@@ -149,6 +150,7 @@ def run_reconstruction(
             on_stage=on_stage,
             keep_traceback=debug,
             scene=scene_options,
+            input_noise=input_noise,
         ):
             counts[result.status] += 1
             progress.advance(task)
@@ -202,6 +204,7 @@ def make_command(kind: str, summary: str, exclude: tuple[str, ...] = ()) -> Call
         units: Annotated[Optional[str], typer.Option("--units", help="Scene units: m, cm, mm or ft. [default: guessed, with a warning]")] = None,
         voxel_size: Annotated[Optional[float], typer.Option("--voxel-size", min=0.001, help="Scene voxel edge in metres. [default: the model's]")] = None,
         trim: Annotated[bool, typer.Option("--trim/--no-trim", help="Scenes: drop surface farther than 1.5 voxels from every point (wall backs, floor undersides the scan cannot see).")] = True,
+        input_noise: Annotated[Optional[float], typer.Option("--input-noise", min=0.0, help="Gaussian noise (std, canonical units) added to an object cloud before encoding, as upstream does at test time; 0 for scans that are as noisy already. [default: model's, 0.005]")] = None,
         seed: SeedOpt = 0,
         quiet: QuietOpt = False,
         json_output: JsonOpt = False,
@@ -232,6 +235,7 @@ def make_command(kind: str, summary: str, exclude: tuple[str, ...] = ()) -> Call
             units=units,
             voxel_size=voxel_size,
             trim=trim,
+            input_noise=input_noise,
             quiet=quiet,
             json_output=json_output,
             debug=debug,
@@ -251,7 +255,7 @@ _SCENE_OPTIONS = ("scene", "units", "voxel_size", "trim")
 image_command = make_command(
     "image",
     "Reconstruct meshes from photos or renders (PNG, JPEG, WebP, BMP, TIFF).",
-    exclude=_SCENE_OPTIONS,
+    exclude=(*_SCENE_OPTIONS, "input_noise"),
 )
 points_command = make_command(
     "points",
@@ -261,5 +265,5 @@ points_command = make_command(
 voxels_command = make_command(
     "voxels",
     "Reconstruct meshes from voxel grids (binvox, NPY/NPZ 3-D arrays).",
-    exclude=("mask", *_SCENE_OPTIONS),
+    exclude=("mask", "input_noise", *_SCENE_OPTIONS),
 )
