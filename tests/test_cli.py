@@ -255,7 +255,7 @@ def test_input_noise_overrides_the_models_test_time_noise(points_model, tmp_path
     assert code == 2 and "--input-noise" in err
 
 
-def test_input_noise_is_for_point_clouds_only(voxels_model, image_model, tmp_path, capsys):
+def test_input_noise_is_for_point_clouds_only(voxels_model, tmp_path, capsys):
     grid = np.zeros((32, 32, 32), bool)
     grid[8:24, 8:24, 8:24] = True
     np.save(tmp_path / "cube.npy", grid)
