@@ -104,6 +104,12 @@ class TrainConfig:
         any_up: augment with all 48 axis symmetries (objects lying on any side), not
             only the 8 that keep y up.
         half: store the final weights as float16.
+        max_time_s: training-time budget in seconds (validation excluded, resumed runs
+            included): the run stops at ``steps`` or when the budget is spent, whichever
+            comes first, and the learning rate decays over whichever is nearer to its end.
+            For a fixed slot (a cluster job's wall time, a lent GPU) without guessing steps.
+        shard_size: shapes per dataset shard; shards are generated in parallel, so a
+            smaller one keeps many workers busy on a small dataset.
     """
 
     task: str
@@ -126,6 +132,8 @@ class TrainConfig:
     any_up: bool = False
     half: bool = True
     device: str = "auto"
+    max_time_s: float | None = None
+    shard_size: int = 256
     prepare_kwargs: dict[str, Any] = field(
         default_factory=lambda: {"n_uniform": 20_000, "n_near": 20_000, "n_surface": 20_000, "n_views": 6, "image_size": 137}
     )
@@ -186,11 +194,13 @@ def _merge(target: dict[str, Any], updates: dict[str, Any]) -> None:
             target[key] = value
 
 
-def _lr_at(step: int, config: TrainConfig) -> float:
+def _lr_at(step: int, config: TrainConfig, elapsed: float = 0.0) -> float:
     warmup = min(200, config.steps // 10)
     if step < warmup:
         return config.lr * (step + 1) / warmup
     progress = (step - warmup) / max(1, config.steps - warmup)
+    if config.max_time_s:
+        progress = max(progress, elapsed / config.max_time_s)
     return config.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
@@ -311,6 +321,7 @@ def prepare_data(config: TrainConfig, progress: Callable[[int, int], None] | Non
         None if config.data else config.n_shapes + config.val_shapes,
         config.seed,
         workers=max(1, config.workers),
+        shard_size=config.shard_size,
         source=config.data,
         progress=progress,
         prepare_kwargs=config.prepare_kwargs,
@@ -402,6 +413,8 @@ def train(
             raise OccreconError(f"{out}: nothing to resume (no {CHECKPOINT_NAME}); drop --resume to start")
         saved = json.loads((out / STATE_NAME).read_text())["config"]
         saved.update({"steps": config.steps, "workers": config.workers, "device": config.device})
+        if config.max_time_s is not None:  # a new budget replaces the saved one; none keeps it
+            saved["max_time_s"] = config.max_time_s
         saved.setdefault("augment", False)  # runs from before augmentation existed trained without it
         saved.setdefault("any_up", False)
         config = TrainConfig(**saved)
@@ -448,8 +461,10 @@ def train(
     tick = time.perf_counter()
     step = start_step
     for step, batch in enumerate(loader, start=start_step):
+        if config.max_time_s is not None and elapsed >= config.max_time_s:
+            break  # resumed with the budget already spent
         for group in optimizer.param_groups:
-            group["lr"] = _lr_at(step, config)
+            group["lr"] = _lr_at(step, config, elapsed)
         logits, occ = forward_batch(net, batch, config.task, device, crop_resolution)
         loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, occ, reduction="none").sum(-1).mean()
         optimizer.zero_grad(set_to_none=True)
@@ -462,7 +477,8 @@ def train(
         tick = now
         done = step + 1
         report = StepReport(step=done, loss=loss.item(), shapes_per_second=rate)
-        if done % config.val_every == 0 or done == config.steps:
+        last = done == config.steps or (config.max_time_s is not None and elapsed >= config.max_time_s)
+        if done % config.val_every == 0 or last:
             iou = validation_iou(net, val_set, device, task=config.task, crop_resolution=crop_resolution)
             net.train()
             history.append({"step": done, "val_iou": iou, "loss": report.loss, "elapsed_s": round(elapsed, 1)})
@@ -471,10 +487,12 @@ def train(
                 save_model_folder(net, _final_config(model_cfg, config, done, elapsed, iou, manifest, device), out, half=config.half)
             report.val_iou, report.best_iou = iou, best_iou
             tick = time.perf_counter()  # validation time is not training throughput
-        if done % config.checkpoint_every == 0 or done == config.steps:
+        if done % config.checkpoint_every == 0 or last:
             save(done)
         if on_step:
             on_step(report)
+        if last:
+            break
     if best_iou < 0:  # no validation ran (resumed at the end)
         save_model_folder(net, _final_config(model_cfg, config, step, elapsed, None, manifest, device), out, half=config.half)
     calibrate_threshold(out, device=config.device)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import open3d as o3d
@@ -421,3 +423,24 @@ def test_augmented_items_are_one_symmetry_of_the_stored_shape(tmp_path, any_up):
     assert len(used) >= 4  # the symmetries are actually drawn
     assert any(k >= cache.UPRIGHT_SYMMETRIES for k in used) == any_up  # y stays up unless asked
     assert not cache.ShardDataset(tmp_path, "image", augment=True).augment
+
+
+def test_point_and_voxel_data_generate_without_open3d(tmp_path):
+    # A GPU box or a slim container may lack open3d: only the renders need it.
+    blocker = tmp_path / "blocked" / "open3d"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text('raise ImportError("open3d blocked by the test")\n')
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "blocked"), os.environ.get("PYTHONPATH", "")])}
+    script = (
+        "import sys, numpy as np\n"
+        "from occrecon.data.shapes import random_shape\n"
+        "from occrecon.data.prepare import prepare_sample\n"
+        "shape, _ = random_shape(np.random.default_rng(0))\n"
+        "out = prepare_sample(shape, np.random.default_rng(0), n_uniform=500, n_near=500, n_surface=500, n_views=int(sys.argv[1]))\n"
+        "print(sorted(out))\n"
+    )
+    without = subprocess.run([sys.executable, "-c", script, "0"], env=env, capture_output=True, text=True, timeout=300)
+    assert without.returncode == 0, without.stderr
+    assert "voxels" in without.stdout and "images" not in without.stdout
+    renders = subprocess.run([sys.executable, "-c", script, "1"], env=env, capture_output=True, text=True, timeout=300)
+    assert renders.returncode != 0 and "open3d blocked by the test" in renders.stderr

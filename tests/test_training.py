@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 from occrecon.cli.main import main
 from occrecon.errors import OccreconError
 from occrecon.loading import load_model, save_model_folder
-from occrecon.training import THRESHOLD_CANDIDATES, TrainConfig, threshold_sweep, train
+from occrecon.cli.train import parse_duration
+from occrecon.training import THRESHOLD_CANDIDATES, TrainConfig, _lr_at, threshold_sweep, train
 
 SMALL = {"n_uniform": 2000, "n_near": 1000, "n_surface": 2000, "n_views": 1, "image_size": 64}
 
@@ -114,6 +115,36 @@ def test_threshold_sweep_scores_every_candidate():
     assert sweep[0.45] == pytest.approx(0.55 / 0.58, abs=0.02)
     assert sweep[0.2] == pytest.approx(0.58 / 0.80, abs=0.02)
     assert max(sweep, key=sweep.get) == 0.4
+
+
+def test_time_budget_ends_the_run_and_the_schedule(tmp_path):
+    # A budget spent by the first step: the run validates, saves and finalises at step 1.
+    run = config(tmp_path, "budget", 1000, max_time_s=1e-9, shard_size=2)
+    folder = train(run)
+    assert load_model(folder, "cpu").config["training"]["steps"] == 1
+    history = json.loads((folder / "training_state.json").read_text())["history"]
+    assert [h["step"] for h in history] == [1]
+    assert sorted(p.name for p in (tmp_path / "data").glob("shard_*.npz")) == [f"shard_0000{k}.npz" for k in range(4)]
+    # Resumed with the budget still spent: no further step, and the saved budget is kept.
+    train(config(tmp_path, "budget", 1000, shard_size=2), resume=True)
+    assert torch.load(folder / "checkpoint.pt", weights_only=True)["step"] == 1
+    assert json.loads((folder / "training_state.json").read_text())["config"]["max_time_s"] == 1e-9
+
+    # The learning rate follows whichever of steps and time is nearer to its end.
+    timed = TrainConfig(task="points", out="x", steps=100_000, lr=1.0, max_time_s=100.0)
+    assert _lr_at(50_000, timed, elapsed=10.0) == pytest.approx(_lr_at(50_000, timed, elapsed=0.0))
+    assert _lr_at(1_000, timed, elapsed=50.0) == pytest.approx(0.05 + 0.95 * 0.5)
+    assert _lr_at(1_000, timed, elapsed=100.0) == pytest.approx(0.05)
+
+
+def test_max_time_option(tmp_path, capsys):
+    assert [parse_duration(t) for t in ("600", "45m", "1.5h", "30s")] == [600.0, 2700.0, 5400.0, 30.0]
+    for bad in ("0", "-5m", "soon", "inf"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["train", "points", "--out", str(tmp_path / "never"), "--max-time", bad, "-q"])
+        assert exit_info.value.code == 2
+        assert "--max-time" in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
 
 
 def test_existing_run_needs_resume(tmp_path):

@@ -13,6 +13,21 @@ from occrecon.cli import _output as out
 from occrecon.cli._options import DeviceOpt, JsonOpt, QuietOpt, SeedOpt
 
 
+def parse_duration(text: str) -> float:
+    """Seconds in ``text``: a number with an optional unit s, m or h (``90m``, ``1.5h``, ``600``)."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    value = text.strip().lower()
+    scale = units.get(value[-1:], None)
+    number = value[:-1] if scale is not None else value
+    try:
+        seconds = float(number) * (scale or 1.0)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a duration such as 600, 45m or 2h", param_hint="--max-time") from None
+    if not seconds > 0 or seconds == float("inf"):
+        raise typer.BadParameter(f"{text!r}: the duration must be positive", param_hint="--max-time")
+    return seconds
+
+
 class Task(str, Enum):
     image = "image"
     points = "points"
@@ -27,6 +42,10 @@ def train_command(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Shapes per step.")] = 16,
     lr: Annotated[float, typer.Option("--lr", help="Peak Adam learning rate.")] = 5e-4,
     queries: Annotated[int, typer.Option("--queries", min=1, help="Occupancy samples per shape and step.")] = 2048,
+    max_time: Annotated[
+        Optional[str],
+        typer.Option("--max-time", help="Training-time budget (600, 45m, 2h): stop at --steps or when it is spent; the learning rate decays over whichever ends first."),
+    ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out exactly where it stopped.")] = False,
     device: DeviceOpt = "auto",
     data: Annotated[Optional[Path], typer.Option("--data", help="Train on this folder of watertight meshes instead of procedural shapes.")] = None,
@@ -67,6 +86,7 @@ def train_command(
         any_up=any_up,
         half=not full_precision,
         device=device,
+        max_time_s=None if max_time is None else parse_duration(max_time),
     )
     progress = Progress(
         TextColumn("[bold]{task.description}"),

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import mcubes
 import numpy as np
-import open3d as o3d
 import trimesh
 
 from occrecon.data.sdf import Shape, Transform, dot3, mat3, sdf_grid
@@ -312,6 +311,8 @@ def render_views(
         (pixel i spans [i, i+1)); ``camera_Rt`` (V, 3, 4) float32 canonical-to-camera
         (OpenCV axes); ``camera_view`` (V, 3) float32 azimuth deg, elevation deg, distance.
     """
+    import open3d as o3d  # here, not at the top: point/voxel-only data generates without it
+
     verts = np.asarray(mesh.vertices, dtype=np.float32)
     faces = np.asarray(mesh.faces, dtype=np.uint32)
     scene = o3d.t.geometry.RaycastingScene()
