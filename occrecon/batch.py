@@ -111,6 +111,7 @@ def run_batch(
     keep_traceback: bool = False,
     scene: SceneOptions | None = None,
     input_noise: float | None = None,
+    rotations: int | None = None,
 ) -> Iterator[ItemResult]:
     """Reconstruct each planned input in turn, yielding one result per input."""
     for item, target, problem in plan.items:
@@ -125,7 +126,16 @@ def run_batch(
         start = time.perf_counter()
         try:
             result: Reconstruction = reconstruct(
-                model, kind, item.path, options=options, mask=mask, seed=seed, on_stage=on_stage, scene=scene, input_noise=input_noise
+                model,
+                kind,
+                item.path,
+                options=options,
+                mask=mask,
+                seed=seed,
+                on_stage=on_stage,
+                scene=scene,
+                input_noise=input_noise,
+                rotations=rotations,
             )
             write_mesh(result.mesh, target, file_format=file_format, overwrite=overwrite)
             if save_input:

@@ -113,13 +113,60 @@ def check_task(model: OccupancyModel, kind: str) -> None:
         raise OccreconError(f"model {model.name} takes {takes} input ({model.task} model), not {kind}; pick another --model (see `occrecon models`)")
 
 
+@dataclass
+class RotationEnsemble:
+    """Encodings of one cloud under several rotations, decoded as one field.
+
+    Member ``k`` saw the cloud turned by a rotation and re-normalised; a query
+    ``p`` in the main input's canonical frame is therefore decoded at
+    ``p @ matrices[k].T + offsets[k]`` in member ``k``'s frame, and the logits
+    are averaged with ``weights``. A three-plane encoder projects the cloud onto
+    three planes, where parts that overlap in a projection (crossing tubes, the
+    near and far walls of a bulky object) share features; other rotations give
+    other projections, so their average resolves what one projection confuses.
+    Member 0 is the unrotated input and keeps half the weight: the model was
+    trained on axis-aligned poses, in which thin flat parts (panels, seats) are
+    sharpest, and turned members blur them. The members are one batch, so each
+    query costs one network call, not ``k``.
+
+    Attributes:
+        matrices: (k, 3, 3) float32 on the model's device.
+        offsets: (k, 3) float32 on the model's device.
+        weights: (k,) float32 summing to 1.
+        conditioning: the network's encoding of the batch of ``k`` turned clouds.
+    """
+
+    matrices: torch.Tensor
+    offsets: torch.Tensor
+    weights: torch.Tensor
+    conditioning: Any
+
+    @property
+    def size(self) -> int:
+        return len(self.weights)
+
+
+def decoder_of(model: OccupancyModel, conditioning: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``(n, 3) canonical points (tensor on the model's device) -> (n,) logits`` for one encoded input."""
+    if not isinstance(conditioning, RotationEnsemble):
+        return lambda points: model.net.decode(points[None], conditioning)[0]
+    ensemble = conditioning
+
+    def decode(points: torch.Tensor) -> torch.Tensor:
+        per_member = torch.einsum("kij,nj->kni", ensemble.matrices, points) + ensemble.offsets[:, None]
+        return ensemble.weights @ model.net.decode(per_member, ensemble.conditioning)
+
+    return decode
+
+
 def field_function(model: OccupancyModel, conditioning: Any) -> Callable[[np.ndarray], np.ndarray]:
     """``(n, 3) float32 canonical points -> (n,) logits`` for one encoded input."""
+    decode = decoder_of(model, conditioning)
 
     def query(points: np.ndarray) -> np.ndarray:
-        tensor = torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32)).to(model.device)[None]
+        tensor = torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32)).to(model.device)
         with torch.inference_mode():
-            return model.net.decode(tensor, conditioning)[0].float().cpu().numpy()
+            return decode(tensor).float().cpu().numpy()
 
     return query
 
@@ -131,6 +178,53 @@ def _encode(model: OccupancyModel, tensor: torch.Tensor | None) -> Any:
         if tensor is None:
             return model.net.encode(None, batch_size=1)
         return model.net.encode(tensor.to(model.device, torch.float32)[None])
+
+
+def _encode_batch(model: OccupancyModel, tensors: list[torch.Tensor]) -> Any:
+    with torch.no_grad():  # as in _encode
+        return model.net.encode(torch.stack(tensors).to(model.device, torch.float32))
+
+
+def random_rotations(count: int, seed: int = 0) -> np.ndarray:
+    """(count, 3, 3) rotation matrices: the identity, then uniformly random ones (seeded)."""
+    rng = np.random.default_rng([seed, 0x5EED])
+    quaternions = rng.normal(size=(max(count - 1, 0), 4))
+    quaternions /= np.linalg.norm(quaternions, axis=1, keepdims=True)
+    w, x, y, z = quaternions.T
+    matrices = np.stack(
+        [
+            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+            np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+            np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
+        ],
+        axis=1,
+    )
+    return np.concatenate([np.eye(3)[None], matrices]) if count > 0 else np.zeros((0, 3, 3))
+
+
+def encode_rotated(model: OccupancyModel, cloud: np.ndarray, main: FrameTransform, spec: dict[str, Any], rotations: int, seed: int) -> RotationEnsemble:
+    """Encode ``cloud`` (input frame) under ``rotations`` rotations about its box centre.
+
+    ``main`` is the frame of the unrotated input, in which the mesh is extracted;
+    the unrotated member weighs 1/2, the others share the other half.
+    Member ``k`` subsamples and adds noise with seed ``seed + k``, so the identity
+    member is exactly the plain reconstruction's input.
+    """
+    from occrecon.preprocess import prepare_input
+
+    centre = (cloud.min(axis=0) + cloud.max(axis=0)) / 2
+    matrices, offsets, inputs = [], [], []
+    for k, rotation in enumerate(random_rotations(rotations, seed)):
+        turned = prepare_input("points", (cloud - centre) @ rotation.T, spec, seed=seed + k)
+        frame = turned.transform
+        # p (main canonical) -> input -> turned input -> member canonical, an affine map.
+        matrices.append(rotation * (main.scale / frame.scale))
+        offsets.append(((np.asarray(main.translation) - centre) @ rotation.T - np.asarray(frame.translation)) / frame.scale)
+        inputs.append(turned.tensor)
+    weights = np.full(len(inputs), 0.5 / max(len(inputs) - 1, 1))
+    weights[0] = 0.5 if len(inputs) > 1 else 1.0
+    as_tensor = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32, device=model.device)  # noqa: E731
+    return RotationEnsemble(as_tensor(matrices), as_tensor(offsets), as_tensor(weights), _encode_batch(model, inputs))
 
 
 def mesh_from_conditioning(
@@ -151,6 +245,7 @@ def mesh_from_conditioning(
     opts = options.resolved(model)
     logit = probability_to_logit(opts.threshold)
     lower, upper = box_bounds(model.padding)
+    members = conditioning.size if isinstance(conditioning, RotationEnsemble) else 1
 
     stage = time.perf_counter()
     if on_stage:
@@ -162,7 +257,8 @@ def mesh_from_conditioning(
         threshold=logit,
         lower=lower,
         upper=upper,
-        batch_size=opts.points_batch_size,
+        # An ensemble decodes every query once per member, all in one call.
+        batch_size=max(1, opts.points_batch_size // members),
     )
     timings["field"] = time.perf_counter() - stage
 
@@ -184,14 +280,11 @@ def mesh_from_conditioning(
         if on_stage:
             on_stage("refining")
 
-        def decode(points: torch.Tensor) -> torch.Tensor:
-            return model.net.decode(points[None], conditioning)[0]
-
         vertices = refine_vertices(
-            vertices, faces, decode, threshold=opts.threshold, steps=opts.refine, seed=seed, device=model.device
+            vertices, faces, decoder_of(model, conditioning), threshold=opts.threshold, steps=opts.refine, seed=seed, device=model.device
         )
         timings["refine"] = time.perf_counter() - stage
-    return vertices, faces, grid.n_evaluations
+    return vertices, faces, grid.n_evaluations * members
 
 
 def reconstruct(
@@ -205,6 +298,7 @@ def reconstruct(
     on_stage: StageFn | None = None,
     scene: SceneOptions | None = None,
     input_noise: float | None = None,
+    rotations: int | None = None,
 ) -> Reconstruction:
     """Reconstruct one input.
 
@@ -220,6 +314,11 @@ def reconstruct(
         input_noise: Gaussian std (canonical units) added to an object cloud before
             encoding; None keeps the model's (0.005 for the object models, as upstream
             adds at test time), 0 suits clouds that carry that much noise already.
+        rotations: encode an object cloud under this many rotations (the identity and
+            random ones, seeded by ``seed``) and decode their weighted average
+            (:class:`RotationEnsemble`): a few times the time, for shapes whose
+            parts overlap in the three-plane projections. None takes the model's
+            ``generation.rotations`` (1 where it has none).
 
     Returns:
         A ``Reconstruction`` whose mesh is in the input's coordinate frame.
@@ -230,6 +329,10 @@ def reconstruct(
     check_task(model, kind)
     if input_noise is not None and (kind != "points" or not input_noise >= 0):
         raise ValueError(f"input_noise is a std >= 0 for point clouds, got {input_noise} for {kind}")
+    if rotations is not None and rotations != 1 and (kind != "points" or rotations < 1):
+        raise ValueError(f"rotations is a count >= 1 for point clouds, got {rotations} for {kind}")
+    if rotations is None:
+        rotations = int(model.generation.get("rotations", 1)) if kind == "points" else 1
     options = options or ExtractionOptions()
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -248,7 +351,12 @@ def reconstruct(
     stage = time.perf_counter()
     if on_stage:
         on_stage("encoding")
-    conditioning = _encode(model, prepared.tensor)
+    if rotations > 1:
+        cloud = _cloud_array(source)[:, :3]
+        cloud = cloud[np.isfinite(cloud).all(axis=1)]
+        conditioning = encode_rotated(model, cloud, prepared.transform, spec, rotations, seed)
+    else:
+        conditioning = _encode(model, prepared.tensor)
     timings["encode"] = time.perf_counter() - stage
 
     vertices, faces, n_evals = mesh_from_conditioning(model, conditioning, options, seed=seed, on_stage=on_stage, timings=timings)
@@ -262,7 +370,7 @@ def reconstruct(
         transform=prepared.transform,
         timings=timings,
         n_evaluations=n_evals,
-        notes=list(model.notes) + list(prepared.notes),
+        notes=list(model.notes) + list(prepared.notes) + ([f"rotation ensemble of {rotations} encodings"] if rotations > 1 else []),
         preview=prepared.preview,
         model_name=model.name,
         model_revision=model.revision,

@@ -8,6 +8,8 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from tiny_models import save_tiny_model  # noqa: E402  (needs the path above)
+
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -34,3 +36,19 @@ def eval_dir() -> Path:
     if not path.is_dir():
         pytest.skip("../shared/eval is not present")
     return path
+
+
+# Tiny randomly initialised models of the real architectures, one folder per test module.
+@pytest.fixture(scope="module")
+def points_model(tmp_path_factory) -> Path:
+    return save_tiny_model("points", tmp_path_factory.mktemp("models") / "points")
+
+
+@pytest.fixture(scope="module")
+def image_model(tmp_path_factory) -> Path:
+    return save_tiny_model("image", tmp_path_factory.mktemp("models") / "image")
+
+
+@pytest.fixture(scope="module")
+def voxels_model(tmp_path_factory) -> Path:
+    return save_tiny_model("voxels", tmp_path_factory.mktemp("models") / "voxels")

@@ -14,7 +14,6 @@ import trimesh
 from PIL import Image
 
 from occrecon.cli.main import main
-from tiny_models import save_tiny_model
 
 
 def run(args: list[str], capsys) -> tuple[int, str, str]:
@@ -23,20 +22,6 @@ def run(args: list[str], capsys) -> tuple[int, str, str]:
     captured = capsys.readouterr()
     return exit_info.value.code, captured.out, captured.err
 
-
-@pytest.fixture(scope="module")
-def points_model(tmp_path_factory) -> Path:
-    return save_tiny_model("points", tmp_path_factory.mktemp("models") / "points")
-
-
-@pytest.fixture(scope="module")
-def image_model(tmp_path_factory) -> Path:
-    return save_tiny_model("image", tmp_path_factory.mktemp("models") / "image")
-
-
-@pytest.fixture(scope="module")
-def voxels_model(tmp_path_factory) -> Path:
-    return save_tiny_model("voxels", tmp_path_factory.mktemp("models") / "voxels")
 
 
 def sphere_cloud(n=2000, center=(0.0, 0.0, 0.0), radius=1.0, seed=0) -> np.ndarray:

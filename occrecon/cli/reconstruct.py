@@ -64,6 +64,7 @@ def run_reconstruction(
     voxel_size: float | None,
     trim: bool,
     input_noise: float | None,
+    rotations: int | None,
     quiet: bool,
     json_output: bool,
     debug: bool,
@@ -151,6 +152,7 @@ def run_reconstruction(
             keep_traceback=debug,
             scene=scene_options,
             input_noise=input_noise,
+            rotations=rotations,
         ):
             counts[result.status] += 1
             progress.advance(task)
@@ -205,6 +207,7 @@ def make_command(kind: str, summary: str, exclude: tuple[str, ...] = ()) -> Call
         voxel_size: Annotated[Optional[float], typer.Option("--voxel-size", min=0.001, help="Scene voxel edge in metres. [default: the model's]")] = None,
         trim: Annotated[bool, typer.Option("--trim/--no-trim", help="Scenes: drop surface farther than 1.5 voxels from every point (wall backs, floor undersides the scan cannot see).")] = True,
         input_noise: Annotated[Optional[float], typer.Option("--input-noise", min=0.0, help="Gaussian noise (std, canonical units) added to an object cloud before encoding, as upstream does at test time; 0 for scans that are as noisy already. [default: model's, 0.005]")] = None,
+        rotations: Annotated[Optional[int], typer.Option("--rotations", min=1, help="Encode an object cloud under this many rotations (identity + random) and average: a few times slower, better where parts overlap in the model's plane projections; 1 for one pass. [default: the model's]")] = None,
         seed: SeedOpt = 0,
         quiet: QuietOpt = False,
         json_output: JsonOpt = False,
@@ -236,6 +239,7 @@ def make_command(kind: str, summary: str, exclude: tuple[str, ...] = ()) -> Call
             voxel_size=voxel_size,
             trim=trim,
             input_noise=input_noise,
+            rotations=rotations,
             quiet=quiet,
             json_output=json_output,
             debug=debug,
@@ -255,7 +259,7 @@ _SCENE_OPTIONS = ("scene", "units", "voxel_size", "trim")
 image_command = make_command(
     "image",
     "Reconstruct meshes from photos or renders (PNG, JPEG, WebP, BMP, TIFF).",
-    exclude=(*_SCENE_OPTIONS, "input_noise"),
+    exclude=(*_SCENE_OPTIONS, "input_noise", "rotations"),
 )
 points_command = make_command(
     "points",
@@ -265,5 +269,5 @@ points_command = make_command(
 voxels_command = make_command(
     "voxels",
     "Reconstruct meshes from voxel grids (binvox, NPY/NPZ 3-D arrays).",
-    exclude=("mask", "input_noise", *_SCENE_OPTIONS),
+    exclude=("mask", "input_noise", "rotations", *_SCENE_OPTIONS),
 )
