@@ -629,7 +629,7 @@ def _ensemble_lines(config: dict[str, Any]) -> list[str]:
         return []
     return [
         f"- Reconstruction: a rotation ensemble by default: the cloud is encoded unrotated and under {rotations - 1} random rotations, "
-        "and the decoded logits are averaged with weight 1/2 on the unrotated pose (`--rotations 1`: one pass, about 3x faster)"
+        "and the decoded logits are averaged with weight 1/2 on the unrotated pose (`--rotations 1`: a single pass)"
     ]
 
 
