@@ -105,7 +105,10 @@ def train_command(
         def on_data(done: int, total: int) -> None:
             progress.update(data_bar, completed=done, total=total, info="generating shapes")
 
+        last_step = [0]
+
         def on_step(report) -> None:
+            last_step[0] = report.step
             info = f"loss {report.loss:.1f}, {report.shapes_per_second:.1f} shapes/s"
             if report.best_iou is not None:
                 info += f", val IoU {report.val_iou:.3f} (best {report.best_iou:.3f})"
@@ -114,6 +117,8 @@ def train_command(
                 out.print_json({"step": report.step, "loss": report.loss, "val_iou": report.val_iou})
 
         folder = train(config, resume=resume, on_step=on_step, on_data=on_data)
+        if last_step[0]:  # a --max-time budget can end the run before --steps
+            progress.update(train_bar, total=last_step[0], completed=last_step[0])
     if json_output:
         out.print_json({"model": str(folder)})
     elif not quiet:
