@@ -11,7 +11,7 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -22,6 +22,9 @@ from occrecon.extract import box_bounds, extract_grid, marching_cubes, probabili
 from occrecon.frames import FrameTransform
 from occrecon.io.mesh import make_mesh
 from occrecon.loading import OccupancyModel
+
+if TYPE_CHECKING:
+    from occrecon.preprocess import PreparedInput
 
 StageFn = Callable[[str], None]
 
@@ -177,7 +180,7 @@ def _encode(model: OccupancyModel, tensor: torch.Tensor | None) -> Any:
     with torch.no_grad():
         if tensor is None:
             return model.net.encode(None, batch_size=1)
-        return model.net.encode(tensor.to(model.device, torch.float32)[None])
+    return _encode_batch(model, [tensor])
 
 
 def _encode_batch(model: OccupancyModel, tensors: list[torch.Tensor]) -> Any:
@@ -187,39 +190,30 @@ def _encode_batch(model: OccupancyModel, tensors: list[torch.Tensor]) -> Any:
 
 def random_rotations(count: int, seed: int = 0) -> np.ndarray:
     """(count, 3, 3) rotation matrices: the identity, then uniformly random ones (seeded)."""
-    rng = np.random.default_rng([seed, 0x5EED])
-    quaternions = rng.normal(size=(max(count - 1, 0), 4))
-    quaternions /= np.linalg.norm(quaternions, axis=1, keepdims=True)
-    w, x, y, z = quaternions.T
-    matrices = np.stack(
-        [
-            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
-            np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
-            np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
-        ],
-        axis=1,
-    )
-    return np.concatenate([np.eye(3)[None], matrices]) if count > 0 else np.zeros((0, 3, 3))
+    # Gaussian quaternions are uniform on the unit sphere, hence uniform rotations.
+    quaternions = np.random.default_rng([seed, 0x5EED]).normal(size=(max(count - 1, 0), 4))
+    turns = [trimesh.transformations.quaternion_matrix(q)[:3, :3] for q in quaternions]
+    return np.stack([np.eye(3), *turns]) if count > 0 else np.zeros((0, 3, 3))
 
 
-def encode_rotated(model: OccupancyModel, cloud: np.ndarray, main: FrameTransform, spec: dict[str, Any], rotations: int, seed: int) -> RotationEnsemble:
+def encode_rotated(model: OccupancyModel, cloud: np.ndarray, main: PreparedInput, spec: dict[str, Any], rotations: int, seed: int) -> RotationEnsemble:
     """Encode ``cloud`` (input frame) under ``rotations`` rotations about its box centre.
 
-    ``main`` is the frame of the unrotated input, in which the mesh is extracted;
-    the unrotated member weighs 1/2, the others share the other half.
-    Member ``k`` subsamples and adds noise with seed ``seed + k``, so the identity
-    member is exactly the plain reconstruction's input.
+    ``main`` is the prepared unrotated input (the plain reconstruction's), member 0
+    and the frame in which the mesh is extracted; it weighs 1/2, the others share the
+    other half. Member ``k`` subsamples and adds noise with seed ``seed + k``.
     """
     from occrecon.preprocess import prepare_input
 
     centre = (cloud.min(axis=0) + cloud.max(axis=0)) / 2
-    matrices, offsets, inputs = [], [], []
-    for k, rotation in enumerate(random_rotations(rotations, seed)):
+    matrices, offsets, inputs = [np.eye(3)], [np.zeros(3)], [main.tensor]
+    frame_of_main = main.transform
+    for k, rotation in enumerate(random_rotations(rotations, seed)[1:], start=1):
         turned = prepare_input("points", (cloud - centre) @ rotation.T, spec, seed=seed + k)
         frame = turned.transform
         # p (main canonical) -> input -> turned input -> member canonical, an affine map.
-        matrices.append(rotation * (main.scale / frame.scale))
-        offsets.append(((np.asarray(main.translation) - centre) @ rotation.T - np.asarray(frame.translation)) / frame.scale)
+        matrices.append(rotation * (frame_of_main.scale / frame.scale))
+        offsets.append(((np.asarray(frame_of_main.translation) - centre) @ rotation.T - np.asarray(frame.translation)) / frame.scale)
         inputs.append(turned.tensor)
     weights = np.full(len(inputs), 0.5 / max(len(inputs) - 1, 1))
     weights[0] = 0.5 if len(inputs) > 1 else 1.0
@@ -354,7 +348,7 @@ def reconstruct(
     if rotations > 1:
         cloud = _cloud_array(source)[:, :3]
         cloud = cloud[np.isfinite(cloud).all(axis=1)]
-        conditioning = encode_rotated(model, cloud, prepared.transform, spec, rotations, seed)
+        conditioning = encode_rotated(model, cloud, prepared, spec, rotations, seed)
     else:
         conditioning = _encode(model, prepared.tensor)
     timings["encode"] = time.perf_counter() - stage

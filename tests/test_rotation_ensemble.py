@@ -54,7 +54,7 @@ def test_members_see_the_same_cloud_through_their_frame_maps():
     cloud = lopsided_cloud()
     model = echo_model()
     main_input = prepare_input("points", cloud, SPEC, seed=0)
-    ensemble = encode_rotated(model, cloud, main_input.transform, SPEC, rotations=5, seed=0)
+    ensemble = encode_rotated(model, cloud, main_input, SPEC, rotations=5, seed=0)
     assert isinstance(ensemble, RotationEnsemble) and ensemble.size == 5 and ensemble.conditioning.shape[0] == 5
     # The unrotated pose, the one the model was trained in, keeps half the weight.
     torch.testing.assert_close(ensemble.weights, torch.tensor([0.5, 0.125, 0.125, 0.125, 0.125]))
