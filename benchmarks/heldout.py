@@ -6,11 +6,12 @@ trained on (by default the 64 validation shapes of the bundled points model's
 dataset: generator seed 0, shapes 2240-2303) with the same protocol: 3000
 surface points with Gaussian noise σ = 0.005, added once; IoU against the
 shape's exact occupancy (its SDF sign), Chamfer-L1 and F-score@1% against
-100k surface samples. Variants of the rotation ensemble (``--rotations 1,4,8``)
-run on the same inputs; the last line gives each variant's figures as ratios
-against the first, with the time per object.
+100k surface samples. Variants (every rotation-ensemble size of ``--rotations``
+with every test-time fitting length of ``--fit-steps``) run on the same inputs;
+the last lines give each variant's figures as ratios against the first, with
+the time per object.
 
-    python benchmarks/heldout.py [--model NAME] [--rotations 1,8] [--start 2240 --count 64] [--json out.json]
+    python benchmarks/heldout.py [--model NAME] [--rotations 1,8] [--fit-steps 0,60] [--start 2240 --count 64] [--json out.json]
 """
 
 from __future__ import annotations
@@ -46,13 +47,17 @@ def main() -> int:
     parser.add_argument("--start", type=int, default=2240, help="first held-out shape index")
     parser.add_argument("--count", type=int, default=64)
     parser.add_argument("--rotations", default="1,8", help="comma-separated ensemble sizes to compare")
+    parser.add_argument("--fit-steps", default="0", help="comma-separated test-time fitting lengths to compare (0: none)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    variants = [int(v) for v in args.rotations.split(",") if v.strip()]
+    variants = [
+        (int(r), int(f)) for r in args.rotations.split(",") if r.strip() for f in args.fit_steps.split(",") if f.strip()
+    ]
+    label = {v: f"r{v[0]} fit {v[1]}" for v in variants}
     model = occrecon.load_model(args.model, args.device)
     print(f"model {model.name}; shapes {args.start}-{args.start + args.count - 1} of generator seed {args.seed}")
-    print(f"{'shape':18} " + " ".join(f"{f'rotations {v} IoU/CD/F':>26}" for v in variants))
+    print(f"{'shape':18} " + " ".join(f"{label[v] + ' IoU/CD/F':>26}" for v in variants))
 
     rows = []
     for index in range(args.start, args.start + args.count):
@@ -63,25 +68,26 @@ def main() -> int:
         cloud, _ = sample_surface(lattice.mesh, 3000, seed=1)
         cloud = cloud + np.random.default_rng(index).normal(scale=0.005, size=cloud.shape)
         row = {"index": index, "family": family}
-        for count in variants:
+        for variant in variants:
+            rotations, fit_steps = variant
             start = time.perf_counter()
-            mesh = occrecon.reconstruct(model, "points", cloud, input_noise=0.0, rotations=count).mesh
-            row[count] = {**scores(mesh, gt_points, gt_inside, iou_points), "seconds": time.perf_counter() - start}
+            mesh = occrecon.reconstruct(model, "points", cloud, input_noise=0.0, rotations=rotations, fit_steps=fit_steps).mesh
+            row[label[variant]] = {**scores(mesh, gt_points, gt_inside, iou_points), "seconds": time.perf_counter() - start}
         rows.append(row)
-        cells = " ".join(f"{r['iou']:>10.3f}/{r['chamfer_l1']:.4f}/{r['f_score_1']:.3f}" for r in (row[v] for v in variants))
+        cells = " ".join(f"{r['iou']:>10.3f}/{r['chamfer_l1']:.4f}/{r['f_score_1']:.3f}" for r in (row[label[v]] for v in variants))
         print(f"{f'{index} {family}':18} {cells}", flush=True)
 
-    mean = {v: {k: float(np.mean([r[v][k] for r in rows])) for k in ("iou", "chamfer_l1", "f_score_1", "seconds")} for v in variants}
+    mean = {label[v]: {k: float(np.mean([r[label[v]][k] for r in rows])) for k in ("iou", "chamfer_l1", "f_score_1", "seconds")} for v in variants}
     print(f"{'mean':18} " + " ".join(f"{m['iou']:>10.3f}/{m['chamfer_l1']:.4f}/{m['f_score_1']:.3f}" for m in mean.values()))
-    base = mean[variants[0]]
+    base = mean[label[variants[0]]]
     for v in variants[1:]:
-        m = mean[v]
+        m = mean[label[v]]
         print(
-            f"rotations {v} vs {variants[0]}: IoU x{m['iou'] / base['iou']:.3f}, Chamfer-L1 x{m['chamfer_l1'] / base['chamfer_l1']:.3f}, "
+            f"{label[v]} vs {label[variants[0]]}: IoU x{m['iou'] / base['iou']:.3f}, Chamfer-L1 x{m['chamfer_l1'] / base['chamfer_l1']:.3f}, "
             f"F@1% x{m['f_score_1'] / base['f_score_1']:.3f}, time x{m['seconds'] / base['seconds']:.1f}"
         )
     if args.json:
-        args.json.write_text(json.dumps({"model": model.name, "rows": rows, "mean": {str(k): v for k, v in mean.items()}}, indent=1))
+        args.json.write_text(json.dumps({"model": model.name, "rows": rows, "mean": mean}, indent=1))
     return 0
 
 

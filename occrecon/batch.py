@@ -112,6 +112,7 @@ def run_batch(
     scene: SceneOptions | None = None,
     input_noise: float | None = None,
     rotations: int | None = None,
+    fit_steps: int | None = None,
 ) -> Iterator[ItemResult]:
     """Reconstruct each planned input in turn, yielding one result per input."""
     for item, target, problem in plan.items:
@@ -136,6 +137,7 @@ def run_batch(
                 scene=scene,
                 input_noise=input_noise,
                 rotations=rotations,
+                fit_steps=fit_steps,
             )
             write_mesh(result.mesh, target, file_format=file_format, overwrite=overwrite)
             if save_input:

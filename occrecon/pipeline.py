@@ -19,6 +19,7 @@ import trimesh
 
 from occrecon.errors import InputError, OccreconError
 from occrecon.extract import box_bounds, extract_grid, marching_cubes, probability_to_logit, refine_vertices, simplify
+from occrecon.fitting import FitOptions, fit_to_points
 from occrecon.frames import FrameTransform
 from occrecon.io.mesh import make_mesh
 from occrecon.loading import OccupancyModel
@@ -293,6 +294,7 @@ def reconstruct(
     scene: SceneOptions | None = None,
     input_noise: float | None = None,
     rotations: int | None = None,
+    fit_steps: int | None = None,
 ) -> Reconstruction:
     """Reconstruct one input.
 
@@ -313,6 +315,11 @@ def reconstruct(
             (:class:`RotationEnsemble`): a few times the time, for shapes whose
             parts overlap in the three-plane projections. None takes the model's
             ``generation.rotations`` (1 where it has none).
+        fit_steps: fit the encoding of an object cloud to its points for this many
+            steps (:func:`occrecon.fitting.fit_to_points`): the surface then passes
+            through the points where the network alone misses them by a little.
+            0 turns it off; None takes the model's ``generation.fit_steps`` (0 where
+            it has none).
 
     Returns:
         A ``Reconstruction`` whose mesh is in the input's coordinate frame.
@@ -325,8 +332,12 @@ def reconstruct(
         raise ValueError(f"input_noise is a std >= 0 for point clouds, got {input_noise} for {kind}")
     if rotations is not None and rotations != 1 and (kind != "points" or rotations < 1):
         raise ValueError(f"rotations is a count >= 1 for point clouds, got {rotations} for {kind}")
+    if fit_steps is not None and fit_steps != 0 and (kind != "points" or fit_steps < 0):
+        raise ValueError(f"fit_steps is a count >= 0 for point clouds, got {fit_steps} for {kind}")
     if rotations is None:
         rotations = int(model.generation.get("rotations", 1)) if kind == "points" else 1
+    if fit_steps is None:
+        fit_steps = int(model.generation.get("fit_steps", 0)) if kind == "points" else 0
     options = options or ExtractionOptions()
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -352,6 +363,15 @@ def reconstruct(
     else:
         conditioning = _encode(model, prepared.tensor)
     timings["encode"] = time.perf_counter() - stage
+    if fit_steps > 0:
+        stage = time.perf_counter()
+        if on_stage:
+            on_stage("fitting to the points")
+        # Fit to the cloud as given: the same subset, without the noise added for the encoder.
+        clean = prepared if not spec.get("noise") else prepare_input(kind, source, {**spec, "noise": 0.0}, seed=seed)
+        threshold = options.resolved(model).threshold
+        conditioning = fit_to_points(model, conditioning, clean.tensor.numpy(), threshold, FitOptions(steps=fit_steps, seed=seed))
+        timings["fit"] = time.perf_counter() - stage
 
     vertices, faces, n_evals = mesh_from_conditioning(model, conditioning, options, seed=seed, on_stage=on_stage, timings=timings)
     if len(faces) == 0:
@@ -364,7 +384,8 @@ def reconstruct(
         transform=prepared.transform,
         timings=timings,
         n_evaluations=n_evals,
-        notes=list(model.notes) + list(prepared.notes) + ([f"rotation ensemble of {rotations} encodings"] if rotations > 1 else []),
+        notes=list(model.notes) + list(prepared.notes) + ([f"rotation ensemble of {rotations} encodings"] if rotations > 1 else [])
+        + ([f"encoding fitted to the input points ({fit_steps} steps)"] if fit_steps > 0 else []),
         preview=prepared.preview,
         model_name=model.name,
         model_revision=model.revision,

@@ -624,13 +624,22 @@ def _write_card(folder: Path) -> None:
 
 
 def _ensemble_lines(config: dict[str, Any]) -> list[str]:
-    rotations = int(config.get("generation", {}).get("rotations", 1))
-    if rotations <= 1:
-        return []
-    return [
-        f"- Reconstruction: a rotation ensemble by default: the cloud is encoded unrotated and under {rotations - 1} random rotations, "
-        "and the decoded logits are averaged with weight 1/2 on the unrotated pose (`--rotations 1`: a single pass)"
-    ]
+    generation = config.get("generation", {})
+    rotations = int(generation.get("rotations", 1))
+    fit_steps = int(generation.get("fit_steps", 0))
+    lines = []
+    if rotations > 1:
+        lines.append(
+            f"- Reconstruction: a rotation ensemble by default: the cloud is encoded unrotated and under {rotations - 1} random rotations, "
+            "and the decoded logits are averaged with weight 1/2 on the unrotated pose (`--rotations 1`: a single pass)"
+        )
+    if fit_steps > 0:
+        lines.append(
+            f"- Test-time fitting by default: the unrotated encoding is fitted to the input points for {fit_steps} Adam steps, "
+            "so the surface passes through them, while the field farther than about 0.01 from them keeps its prediction "
+            "(`--fit-steps 0`: none)"
+        )
+    return lines
 
 
 def _threshold_lines(config: dict[str, Any]) -> list[str]:

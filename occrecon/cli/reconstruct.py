@@ -65,6 +65,7 @@ def run_reconstruction(
     trim: bool,
     input_noise: float | None,
     rotations: int | None,
+    fit_steps: int | None,
     quiet: bool,
     json_output: bool,
     debug: bool,
@@ -153,6 +154,7 @@ def run_reconstruction(
             scene=scene_options,
             input_noise=input_noise,
             rotations=rotations,
+            fit_steps=fit_steps,
         ):
             counts[result.status] += 1
             progress.advance(task)
@@ -208,6 +210,7 @@ def make_command(kind: str, summary: str, exclude: tuple[str, ...] = ()) -> Call
         trim: Annotated[bool, typer.Option("--trim/--no-trim", help="Scenes: drop surface farther than 1.5 voxels from every point (wall backs, floor undersides the scan cannot see).")] = True,
         input_noise: Annotated[Optional[float], typer.Option("--input-noise", min=0.0, help="Gaussian noise (std, canonical units) added to an object cloud before encoding, as upstream does at test time; 0 for scans that are as noisy already. [default: model's, 0.005]")] = None,
         rotations: Annotated[Optional[int], typer.Option("--rotations", min=1, help="Encode an object cloud under this many rotations (identity + random) and average: a few times slower, better where parts overlap in the model's plane projections; 1 for one pass. [default: the model's]")] = None,
+        fit_steps: Annotated[Optional[int], typer.Option("--fit-steps", min=0, help="Fit the cloud's encoding to its points for this many steps, so the surface passes through them: about 2-3 s more per object on a CPU; 0 turns it off. [default: the model's]")] = None,
         seed: SeedOpt = 0,
         quiet: QuietOpt = False,
         json_output: JsonOpt = False,
@@ -240,6 +243,7 @@ def make_command(kind: str, summary: str, exclude: tuple[str, ...] = ()) -> Call
             trim=trim,
             input_noise=input_noise,
             rotations=rotations,
+            fit_steps=fit_steps,
             quiet=quiet,
             json_output=json_output,
             debug=debug,
@@ -259,7 +263,7 @@ _SCENE_OPTIONS = ("scene", "units", "voxel_size", "trim")
 image_command = make_command(
     "image",
     "Reconstruct meshes from photos or renders (PNG, JPEG, WebP, BMP, TIFF).",
-    exclude=(*_SCENE_OPTIONS, "input_noise", "rotations"),
+    exclude=(*_SCENE_OPTIONS, "input_noise", "rotations", "fit_steps"),
 )
 points_command = make_command(
     "points",
@@ -269,5 +273,5 @@ points_command = make_command(
 voxels_command = make_command(
     "voxels",
     "Reconstruct meshes from voxel grids (binvox, NPY/NPZ 3-D arrays).",
-    exclude=("mask", "input_noise", "rotations", *_SCENE_OPTIONS),
+    exclude=("mask", "input_noise", "rotations", "fit_steps", *_SCENE_OPTIONS),
 )
