@@ -50,13 +50,16 @@ class FitOptions:
             initial field gives way to the points.
         prior_samples: samples that hold the field elsewhere (half uniform in the
             padded box, half within about 0.03 of the cloud).
-        seed: seeds the prior samples.
+        max_points: input points the surface is fitted to; a larger cloud gives a
+            seeded random subset, so each step costs the same whatever its size.
+        seed: seeds the prior samples and that subset.
     """
 
     steps: int = 60
     learning_rate: float = 0.005
     release: float = 0.01
     prior_samples: int = 6000
+    max_points: int = 3000
     seed: int = 0
 
 
@@ -120,7 +123,9 @@ def fit_to_points(model: OccupancyModel, conditioning: Any, points: np.ndarray, 
     encoding = ensemble.conditioning if ensemble is not None else conditioning
     weight = float(ensemble.weights[0]) if ensemble is not None else 1.0
     device = model.device
-    cloud = np.asarray(points, dtype=np.float32)
+    cloud = np.asarray(points, dtype=np.float32).reshape(-1, 3)
+    if len(cloud) > options.max_points:
+        cloud = cloud[np.random.default_rng([options.seed, 0x5AB]).choice(len(cloud), options.max_points, replace=False)]
     samples = _prior_samples(cloud, options.prior_samples, model.padding, options.seed)
     queries = torch.from_numpy(np.concatenate([samples, cloud])).to(device)
     # One decoder call per step: prior samples weighted by how far they are from the cloud,

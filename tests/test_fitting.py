@@ -65,6 +65,15 @@ def test_the_fitted_surface_moves_onto_the_points_and_the_network_is_untouched()
     assert fit_to_points(model, initial, cloud, threshold=0.5, options=FitOptions(steps=0)) is initial
 
 
+def test_a_large_cloud_is_fitted_through_a_subset_of_the_same_fit():
+    model = radius_model(guess=0.29)
+    initial = model.net.encode(torch.zeros(1, 1, 3))
+    options = FitOptions(steps=80, learning_rate=0.002, max_points=500)
+    subset = fit_to_points(model, initial, sphere(0.30, 40_000), threshold=0.5, options=options)
+    full = fit_to_points(model, initial, sphere(0.30, 500, seed=1), threshold=0.5, options=options)
+    assert float(subset) == pytest.approx(float(full), abs=1e-3) and abs(float(subset) - 0.30) < 0.003
+
+
 def test_the_surface_goes_to_the_extraction_threshold():
     model = radius_model(guess=0.30)
     cloud = sphere(0.30)
