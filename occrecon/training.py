@@ -724,6 +724,11 @@ def model_card(config: dict[str, Any], benchmark: str | None = None) -> str:
             if "animal" in (t.get("families") or [])
             else "- Trained on procedural shapes only: fine detail and organic shapes are beyond what it has seen.",
         ]
+    if int(config.get("generation", {}).get("fit_steps", 0)) > 0:
+        lines.append(
+            "- The test-time fitting corrects surfaces that miss the points by about 0.01-0.02 (unit-cube units); "
+            "parts the network gets wrong farther from the points (a hollow body, merged strands) stay wrong."
+        )
     if config["task"] == "image":
         lines.append("- Images: one object on a plain background, seen from a moderate elevation; the mesh is in the object's canonical frame, not the camera's.")
     return "\n".join(lines) + "\n"

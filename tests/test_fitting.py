@@ -163,8 +163,8 @@ def test_the_model_card_says_how_the_model_reconstructs_by_default():
     config = json.loads((bundled_weights_dir() / "convonet-points-synthetic" / "config.json").read_text())
     config["generation"].update(rotations=8, fit_steps=60)
     card = model_card(config)
-    assert "under 7 random rotations" in card and "for 60 Adam steps" in card
+    assert "under 7 random rotations" in card and "for 60 Adam steps" in card and "stay wrong" in card
     config["generation"].update(rotations=1, fit_steps=0)
     card = model_card(config)
-    assert "rotation ensemble" not in card and "Test-time fitting" not in card
+    assert "rotation ensemble" not in card and "Test-time fitting" not in card and "test-time fitting" not in card
 
