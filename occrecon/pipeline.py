@@ -334,6 +334,8 @@ def reconstruct(
         raise ValueError(f"rotations is a count >= 1 for point clouds, got {rotations} for {kind}")
     if fit_steps is not None and fit_steps != 0 and (kind != "points" or fit_steps < 0):
         raise ValueError(f"fit_steps is a count >= 0 for point clouds, got {fit_steps} for {kind}")
+    # Asked for explicitly (the model's defaults are for object clouds): the scene path says it ignores them.
+    object_only = [flag for flag, value, off in (("--rotations", rotations, 1), ("--fit-steps", fit_steps, 0)) if value not in (None, off)]
     if rotations is None:
         rotations = int(model.generation.get("rotations", 1)) if kind == "points" else 1
     if fit_steps is None:
@@ -348,7 +350,10 @@ def reconstruct(
             source = read_points(source)
         scene_model = _scene_model_for(model, source, scene or SceneOptions())
         if scene_model is not None:
-            return _reconstruct_scene(scene_model, source, scene or SceneOptions(), options, seed, on_stage, start)
+            result = _reconstruct_scene(scene_model, source, scene or SceneOptions(), options, seed, on_stage, start)
+            if object_only:
+                result.notes.append(f"{' and '.join(object_only)} apply to object clouds, not the scene's sliding window: ignored")
+            return result
     spec = model.input_spec if input_noise is None else {**model.input_spec, "noise": input_noise}
     prepared = prepare_input(kind, source, spec, mask=mask, seed=seed)
     timings["preprocess"] = time.perf_counter() - start

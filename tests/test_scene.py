@@ -304,6 +304,10 @@ def test_large_clouds_switch_to_the_scene_model_automatically(tmp_path):
     big = np.vstack([floor_scan(n=3000, size=(1.0, 0.8)), [[4.5, 0.5, 0.2]]])
     result = reconstruct(object_model, "points", big, scene=options)
     assert any("crops reconstructed" in n for n in result.notes) and loads == [1]
+    assert not any("ignored" in n for n in result.notes)
+    # Object-cloud options asked for on a scene are not silently dropped.
+    asked = reconstruct(object_model, "points", big, scene=options, rotations=4, fit_steps=10)
+    assert "--rotations and --fit-steps apply to object clouds, not the scene's sliding window: ignored" in asked.notes
 
 
 def test_missing_scene_model_is_a_setup_error(tmp_path, capsys, monkeypatch):
