@@ -77,11 +77,11 @@ def _prior_samples(points: np.ndarray, count: int, padding: float, seed: int) ->
     return np.concatenate([uniform, near]).astype(np.float32)
 
 
-def _map(conditioning: Any, fn) -> Any:
-    """Apply ``fn`` to every tensor of an encoding (a tensor, or a dict of feature maps)."""
-    if isinstance(conditioning, dict):
-        return {key: fn(value) for key, value in conditioning.items()}
-    return fn(conditioning)
+def _map(fn, *encodings: Any) -> Any:
+    """``fn`` over the matching tensors of encodings (tensors, or dicts of feature maps with the same keys)."""
+    if isinstance(encodings[0], dict):
+        return {key: fn(*(encoding[key] for encoding in encodings)) for key in encodings[0]}
+    return fn(*encodings)
 
 
 def _tensors(conditioning: Any) -> list[torch.Tensor]:
@@ -132,7 +132,7 @@ def fit_to_points(model: OccupancyModel, conditioning: Any, points: np.ndarray, 
     # input points weighted so that both terms are means over their own queries.
     query_weights = np.concatenate([prior_weights(samples, cloud, options.release) / len(samples), np.full(len(cloud), 1.0 / len(cloud))])
     query_weights = torch.from_numpy(query_weights).float().to(device)
-    member = _map(encoding, lambda t: t[:1].detach())
+    member = _map(lambda t: t[:1].detach(), encoding)
 
     def decode_member(code: Any) -> torch.Tensor:
         return model.net.decode(queries[None], code)[0].float()
@@ -142,13 +142,11 @@ def fit_to_points(model: OccupancyModel, conditioning: Any, points: np.ndarray, 
         targets = torch.cat([torch.sigmoid(combined[: len(samples)]), torch.full((len(cloud),), threshold, device=device)])
         # Member 0 decodes in the main canonical frame (identity map); the other members stay as they are.
         rest = combined - weight * decode_member(member)
-    deltas = _map(member, lambda t: torch.zeros_like(t, dtype=torch.float32, requires_grad=True))
+    deltas = _map(lambda t: torch.zeros_like(t, dtype=torch.float32, requires_grad=True), member)
     optimizer = torch.optim.Adam(_tensors(deltas), lr=options.learning_rate)
 
     def shifted() -> Any:
-        if isinstance(member, dict):
-            return {key: member[key] + deltas[key].to(member[key].dtype) for key in member}
-        return member + deltas.to(member.dtype)
+        return _map(lambda base, delta: base + delta.to(base.dtype), member, deltas)
 
     with _frozen(model.net), torch.enable_grad():
         for _ in range(options.steps):
@@ -161,8 +159,5 @@ def fit_to_points(model: OccupancyModel, conditioning: Any, points: np.ndarray, 
         fitted = shifted()
     if ensemble is None:
         return fitted
-    if isinstance(encoding, dict):
-        merged = {key: torch.cat([fitted[key], encoding[key][1:]]) for key in encoding}
-    else:
-        merged = torch.cat([fitted, encoding[1:]])
+    merged = _map(lambda first, members: torch.cat([first, members[1:]]), fitted, encoding)
     return RotationEnsemble(ensemble.matrices, ensemble.offsets, ensemble.weights, merged)
