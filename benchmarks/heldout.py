@@ -7,11 +7,12 @@ dataset: generator seed 0, shapes 2240-2303) with the same protocol: 3000
 surface points with Gaussian noise σ = 0.005, added once; IoU against the
 shape's exact occupancy (its SDF sign), Chamfer-L1 and F-score@1% against
 100k surface samples. Variants (every rotation-ensemble size of ``--rotations``
-with every test-time fitting length of ``--fit-steps``) run on the same inputs;
+with every test-time fitting length of ``--fit-steps`` and, with ``--winding 0,1``,
+without and with the winding-number prior) run on the same inputs;
 the last lines give each variant's figures as ratios against the first, with
 the time per object.
 
-    python benchmarks/heldout.py [--model NAME] [--rotations 1,8] [--fit-steps 0,60] [--start 2240 --count 64] [--json out.json]
+    python benchmarks/heldout.py [--model NAME] [--rotations 1,8] [--fit-steps 0,60] [--winding 0,1] [--start 2240 --count 64] [--json out.json]
 """
 
 from __future__ import annotations
@@ -48,13 +49,13 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=64)
     parser.add_argument("--rotations", default="1,8", help="comma-separated ensemble sizes to compare")
     parser.add_argument("--fit-steps", default="0", help="comma-separated test-time fitting lengths to compare (0: none)")
+    parser.add_argument("--winding", default="0", help="comma-separated 0 (no winding-number prior) and/or 1 (with it)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    variants = [
-        (int(r), int(f)) for r in args.rotations.split(",") if r.strip() for f in args.fit_steps.split(",") if f.strip()
-    ]
-    label = {v: f"r{v[0]} fit {v[1]}" for v in variants}
+    counts = lambda text: [int(t) for t in text.split(",") if t.strip()]  # noqa: E731
+    variants = [(r, f, w) for r in counts(args.rotations) for f in counts(args.fit_steps) for w in counts(args.winding)]
+    label = {v: f"r{v[0]} fit {v[1]}" + (" wind" if v[2] else "") for v in variants}
     model = occrecon.load_model(args.model, args.device)
     print(f"model {model.name}; shapes {args.start}-{args.start + args.count - 1} of generator seed {args.seed}")
     print(f"{'shape':18} " + " ".join(f"{label[v] + ' IoU/CD/F':>26}" for v in variants))
@@ -69,9 +70,11 @@ def main() -> int:
         cloud = cloud + np.random.default_rng(index).normal(scale=0.005, size=cloud.shape)
         row = {"index": index, "family": family}
         for variant in variants:
-            rotations, fit_steps = variant
+            rotations, fit_steps, winding = variant
             start = time.perf_counter()
-            mesh = occrecon.reconstruct(model, "points", cloud, input_noise=0.0, rotations=rotations, fit_steps=fit_steps).mesh
+            mesh = occrecon.reconstruct(
+                model, "points", cloud, input_noise=0.0, rotations=rotations, fit_steps=fit_steps, winding=bool(winding)
+            ).mesh
             row[label[variant]] = {**scores(mesh, gt_points, gt_inside, iou_points), "seconds": time.perf_counter() - start}
         rows.append(row)
         cells = " ".join(f"{r['iou']:>10.3f}/{r['chamfer_l1']:.4f}/{r['f_score_1']:.3f}" for r in (row[label[v]] for v in variants))

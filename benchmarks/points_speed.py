@@ -1,12 +1,13 @@
 """Time per object of the points model's reconstruction variants, as ratios against the first.
 
 On the clouds of ``benchmarks/quality.py`` (3000 surface points of each real mesh,
-noise 0.005 added once), every variant (``--variants 1/0,8/0,8/60``: rotation-ensemble
-size / test-time fitting steps) reconstructs every cloud in the same process, after one
-warm-up call; the median seconds per object and each variant's ratio against the
-first are printed, with the stages (encode, fit, field, marching cubes) that make it up.
+noise 0.005 added once), every variant (``--variants 1/0/0,8/0/0,8/60/0,8/60/1``:
+rotation-ensemble size / test-time fitting steps / winding-number prior off or on)
+reconstructs every cloud in the same process, after one warm-up call; the median seconds
+per object and each variant's ratio against the first are printed, with the stages
+(encode, prior, fit, field, marching cubes) that make it up.
 
-    python benchmarks/points_speed.py [--meshes DIR] [--variants 1/0,8/0,8/60] [--model NAME]
+    python benchmarks/points_speed.py [--meshes DIR] [--variants 1/0/0,8/0/0,8/60/0,8/60/1] [--model NAME]
 """
 
 from __future__ import annotations
@@ -30,26 +31,31 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--meshes", type=Path, default=DEFAULT_MESHES)
     parser.add_argument("--model", default=default_model("points"))
-    parser.add_argument("--variants", default="1/0,8/0,8/60", help="rotations/fit-steps, comma-separated; the first is the baseline")
+    parser.add_argument(
+        "--variants", default="1/0/0,8/0/0,8/60/0,8/60/1", help="rotations/fit-steps/winding prior (0 or 1), comma-separated; the first is the baseline"
+    )
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     if not args.meshes.is_dir():
         print(f"{args.meshes}: no such folder of meshes", file=sys.stderr)
         return 2
-    variants = [tuple(int(x) for x in v.split("/")) for v in args.variants.split(",") if v.strip()]
+    # A variant written rotations/fit-steps has no winding prior.
+    variants = [(tuple(int(x) for x in v.split("/")) + (0,))[:3] for v in args.variants.split(",") if v.strip()]
     model = occrecon.load_model(args.model, args.device)
     clouds = []
     for path in sorted(p for p in args.meshes.iterdir() if p.suffix.lower() in SUFFIXES):
         cloud, _ = sample_surface(load_unit_mesh(path), 3000, seed=1)
         clouds.append(cloud + np.random.default_rng(0).normal(scale=0.005, size=cloud.shape))
-    occrecon.reconstruct(model, "points", clouds[0], input_noise=0.0, rotations=1, fit_steps=0)  # warm-up
+    occrecon.reconstruct(model, "points", clouds[0], input_noise=0.0, rotations=1, fit_steps=0, winding=False)  # warm-up
     seconds: dict[tuple, list[float]] = {v: [] for v in variants}
     stages: dict[tuple, dict[str, list[float]]] = {v: {} for v in variants}
     for cloud in clouds:
         for variant in variants:
-            rotations, fit_steps = variant
+            rotations, fit_steps, winding = variant
             start = time.perf_counter()
-            result = occrecon.reconstruct(model, "points", cloud, input_noise=0.0, rotations=rotations, fit_steps=fit_steps)
+            result = occrecon.reconstruct(
+                model, "points", cloud, input_noise=0.0, rotations=rotations, fit_steps=fit_steps, winding=bool(winding)
+            )
             seconds[variant].append(time.perf_counter() - start)
             for stage, value in result.timings.items():
                 stages[variant].setdefault(stage, []).append(value)
@@ -58,7 +64,8 @@ def main() -> int:
     for variant in variants:
         median = float(np.median(seconds[variant]))
         parts = ", ".join(f"{k} {np.median(v):.2f}" for k, v in stages[variant].items() if k not in ("total", "preprocess"))
-        print(f"rotations {variant[0]}, fit steps {variant[1]}: median {median:.2f} s per object (x{median / base:.1f}; {parts})")
+        prior = ", winding prior" if variant[2] else ""
+        print(f"rotations {variant[0]}, fit steps {variant[1]}{prior}: median {median:.2f} s per object (x{median / base:.1f}; {parts})")
     return 0
 
 

@@ -113,6 +113,7 @@ def run_batch(
     input_noise: float | None = None,
     rotations: int | None = None,
     fit_steps: int | None = None,
+    winding: bool | None = None,
 ) -> Iterator[ItemResult]:
     """Reconstruct each planned input in turn, yielding one result per input."""
     for item, target, problem in plan.items:
@@ -138,6 +139,7 @@ def run_batch(
                 input_noise=input_noise,
                 rotations=rotations,
                 fit_steps=fit_steps,
+                winding=winding,
             )
             write_mesh(result.mesh, target, file_format=file_format, overwrite=overwrite)
             if save_input:

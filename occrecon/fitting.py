@@ -18,7 +18,8 @@ Adam steps, with the network's weights frozen, on two terms:
 
 For a :class:`~occrecon.pipeline.RotationEnsemble` only member 0 (the unrotated
 encoding) is optimised, against the ensemble's combined field: the other members'
-logits at the fitting samples are constant and computed once.
+logits at the fitting samples are constant and computed once, as are those of a
+winding-number prior (:mod:`occrecon.winding`).
 """
 
 from __future__ import annotations
@@ -115,12 +116,14 @@ def fit_to_points(model: OccupancyModel, conditioning: Any, points: np.ndarray, 
     Returns:
         An encoding of the same kind, with member 0 fitted.
     """
-    from occrecon.pipeline import RotationEnsemble, decoder_of
+    from occrecon.pipeline import RotationEnsemble, WithWindingPrior, decoder_of
 
     if options.steps <= 0 or len(points) == 0:
         return conditioning
-    ensemble = conditioning if isinstance(conditioning, RotationEnsemble) else None
-    encoding = ensemble.conditioning if ensemble is not None else conditioning
+    # A winding prior's logits are part of the field the fit starts from and holds, but not fitted.
+    network = conditioning.conditioning if isinstance(conditioning, WithWindingPrior) else conditioning
+    ensemble = network if isinstance(network, RotationEnsemble) else None
+    encoding = ensemble.conditioning if ensemble is not None else network
     weight = float(ensemble.weights[0]) if ensemble is not None else 1.0
     device = model.device
     cloud = np.asarray(points, dtype=np.float32).reshape(-1, 3)
@@ -140,7 +143,7 @@ def fit_to_points(model: OccupancyModel, conditioning: Any, points: np.ndarray, 
     with torch.no_grad():
         combined = decoder_of(model, conditioning)(queries).float()
         targets = torch.cat([torch.sigmoid(combined[: len(samples)]), torch.full((len(cloud),), threshold, device=device)])
-        # Member 0 decodes in the main canonical frame (identity map); the other members stay as they are.
+        # Member 0 decodes in the main canonical frame (identity map); the other members and the prior stay as they are.
         rest = combined - weight * decode_member(member)
     deltas = _map(lambda t: torch.zeros_like(t, dtype=torch.float32, requires_grad=True), member)
     optimizer = torch.optim.Adam(_tensors(deltas), lr=options.learning_rate)
@@ -157,7 +160,7 @@ def fit_to_points(model: OccupancyModel, conditioning: Any, points: np.ndarray, 
             optimizer.step()
     with torch.no_grad():
         fitted = shifted()
-    if ensemble is None:
-        return fitted
-    merged = _map(lambda first, members: torch.cat([first, members[1:]]), fitted, encoding)
-    return RotationEnsemble(ensemble.matrices, ensemble.offsets, ensemble.weights, merged)
+    if ensemble is not None:
+        merged = _map(lambda first, members: torch.cat([first, members[1:]]), fitted, encoding)
+        fitted = RotationEnsemble(ensemble.matrices, ensemble.offsets, ensemble.weights, merged)
+    return WithWindingPrior(fitted, conditioning.prior) if isinstance(conditioning, WithWindingPrior) else fitted

@@ -23,6 +23,7 @@ from occrecon.fitting import FitOptions, fit_to_points
 from occrecon.frames import FrameTransform
 from occrecon.io.mesh import make_mesh
 from occrecon.loading import OccupancyModel
+from occrecon.winding import PriorOptions, WindingPrior, winding_prior
 
 if TYPE_CHECKING:
     from occrecon.preprocess import PreparedInput
@@ -150,8 +151,19 @@ class RotationEnsemble:
         return len(self.weights)
 
 
+@dataclass
+class WithWindingPrior:
+    """An encoding (plain or :class:`RotationEnsemble`) whose logits get a :class:`~occrecon.winding.WindingPrior`'s added."""
+
+    conditioning: Any
+    prior: WindingPrior
+
+
 def decoder_of(model: OccupancyModel, conditioning: Any) -> Callable[[torch.Tensor], torch.Tensor]:
     """``(n, 3) canonical points (tensor on the model's device) -> (n,) logits`` for one encoded input."""
+    if isinstance(conditioning, WithWindingPrior):
+        network, prior = decoder_of(model, conditioning.conditioning), conditioning.prior
+        return lambda points: network(points) + prior.logits(points).to(points.dtype)
     if not isinstance(conditioning, RotationEnsemble):
         return lambda points: model.net.decode(points[None], conditioning)[0]
     ensemble = conditioning
@@ -240,7 +252,8 @@ def mesh_from_conditioning(
     opts = options.resolved(model)
     logit = probability_to_logit(opts.threshold)
     lower, upper = box_bounds(model.padding)
-    members = conditioning.size if isinstance(conditioning, RotationEnsemble) else 1
+    network = conditioning.conditioning if isinstance(conditioning, WithWindingPrior) else conditioning
+    members = network.size if isinstance(network, RotationEnsemble) else 1
 
     stage = time.perf_counter()
     if on_stage:
@@ -295,6 +308,7 @@ def reconstruct(
     input_noise: float | None = None,
     rotations: int | None = None,
     fit_steps: int | None = None,
+    winding: bool | None = None,
 ) -> Reconstruction:
     """Reconstruct one input.
 
@@ -320,6 +334,11 @@ def reconstruct(
             through the points where the network alone misses them by a little.
             0 turns it off; None takes the model's ``generation.fit_steps`` (0 where
             it has none).
+        winding: add the winding-number prior of an object cloud's own points to
+            the network's field away from them (:mod:`occrecon.winding`): it
+            decides inside and outside where the network confuses overlapping
+            parts. None takes the model's ``generation.winding_prior`` (off where
+            it has none).
 
     Returns:
         A ``Reconstruction`` whose mesh is in the input's coordinate frame.
@@ -334,12 +353,17 @@ def reconstruct(
         raise ValueError(f"rotations is a count >= 1 for point clouds, got {rotations} for {kind}")
     if fit_steps is not None and fit_steps != 0 and (kind != "points" or fit_steps < 0):
         raise ValueError(f"fit_steps is a count >= 0 for point clouds, got {fit_steps} for {kind}")
+    if winding and kind != "points":
+        raise ValueError(f"the winding-number prior is for point clouds, not {kind}")
     # Asked for explicitly (the model's defaults are for object clouds): the scene path says it ignores them.
-    object_only = [flag for flag, value, off in (("--rotations", rotations, 1), ("--fit-steps", fit_steps, 0)) if value not in (None, off)]
+    asked = (("--rotations", rotations, 1), ("--fit-steps", fit_steps, 0), ("--winding-prior", winding, False))
+    object_only = [flag for flag, value, off in asked if value not in (None, off)]
     if rotations is None:
         rotations = int(model.generation.get("rotations", 1)) if kind == "points" else 1
     if fit_steps is None:
         fit_steps = int(model.generation.get("fit_steps", 0)) if kind == "points" else 0
+    if winding is None:
+        winding = bool(model.generation.get("winding_prior", False)) and kind == "points"
     options = options or ExtractionOptions()
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -352,7 +376,8 @@ def reconstruct(
         if scene_model is not None:
             result = _reconstruct_scene(scene_model, source, scene or SceneOptions(), options, seed, on_stage, start)
             if object_only:
-                result.notes.append(f"{' and '.join(object_only)} apply to object clouds, not the scene's sliding window: ignored")
+                flags = " and ".join([", ".join(object_only[:-1]), object_only[-1]] if len(object_only) > 1 else object_only)
+                result.notes.append(f"{flags} apply to object clouds, not the scene's sliding window: ignored")
             return result
     spec = model.input_spec if input_noise is None else {**model.input_spec, "noise": input_noise}
     prepared = prepare_input(kind, source, spec, mask=mask, seed=seed)
@@ -368,12 +393,23 @@ def reconstruct(
     else:
         conditioning = _encode(model, prepared.tensor)
     timings["encode"] = time.perf_counter() - stage
+    # The prior and the fit use the cloud as given: the same subset, without the noise added for the encoder.
+    clean = None
+    if winding or fit_steps > 0:
+        clean = prepared if not spec.get("noise") else prepare_input(kind, source, {**spec, "noise": 0.0}, seed=seed)
+    notes: list[str] = []
+    if winding:
+        stage = time.perf_counter()
+        if on_stage:
+            on_stage("winding-number prior")
+        prior = winding_prior(model, conditioning, clean.tensor.numpy(), PriorOptions(seed=seed))
+        conditioning = WithWindingPrior(conditioning, prior)
+        timings["prior"] = time.perf_counter() - stage
+        notes.append("winding-number prior of the input points added away from them")
     if fit_steps > 0:
         stage = time.perf_counter()
         if on_stage:
             on_stage("fitting to the points")
-        # Fit to the cloud as given: the same subset, without the noise added for the encoder.
-        clean = prepared if not spec.get("noise") else prepare_input(kind, source, {**spec, "noise": 0.0}, seed=seed)
         threshold = options.resolved(model).threshold
         conditioning = fit_to_points(model, conditioning, clean.tensor.numpy(), threshold, FitOptions(steps=fit_steps, seed=seed))
         timings["fit"] = time.perf_counter() - stage
@@ -390,6 +426,7 @@ def reconstruct(
         timings=timings,
         n_evaluations=n_evals,
         notes=list(model.notes) + list(prepared.notes) + ([f"rotation ensemble of {rotations} encodings"] if rotations > 1 else [])
+        + notes
         + ([f"encoding fitted to the input points ({fit_steps} steps)"] if fit_steps > 0 else []),
         preview=prepared.preview,
         model_name=model.name,

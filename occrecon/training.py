@@ -639,6 +639,12 @@ def _ensemble_lines(config: dict[str, Any]) -> list[str]:
             "so the surface passes through them, while the field farther than about 0.01 from them keeps its prediction "
             "(`--fit-steps 0`: none)"
         )
+    if generation.get("winding_prior"):
+        lines.append(
+            "- Winding-number prior by default: away from the input points, the generalized winding number of the points "
+            "(normals from local plane fits, signed by the network's own outward direction) is added to the field in log-odds, "
+            "so inside and outside follow the cloud where parts overlap in the model's plane projections (`--no-winding-prior`: none)"
+        )
     return lines
 
 
@@ -724,10 +730,20 @@ def model_card(config: dict[str, Any], benchmark: str | None = None) -> str:
             if "animal" in (t.get("families") or [])
             else "- Trained on procedural shapes only: fine detail and organic shapes are beyond what it has seen.",
         ]
-    if int(config.get("generation", {}).get("fit_steps", 0)) > 0:
+    generation = config.get("generation", {})
+    if int(generation.get("fit_steps", 0)) > 0:
         lines.append(
             "- The test-time fitting corrects surfaces that miss the points by about 0.01-0.02 (unit-cube units); "
-            "parts the network gets wrong farther from the points (a hollow body, merged strands) stay wrong."
+            + (
+                "parts the network gets wrong farther from the points (a hollow body, merged strands) are left to the winding-number prior."
+                if generation.get("winding_prior")
+                else "parts the network gets wrong farther from the points (a hollow body, merged strands) stay wrong."
+            )
+        )
+    if generation.get("winding_prior"):
+        lines.append(
+            "- The winding-number prior cannot resolve walls thinner than the spacing of the points (shelves, the panels of open furniture) "
+            "and erodes them; `--no-winding-prior` keeps them as the network predicts them."
         )
     if config["task"] == "image":
         lines.append("- Images: one object on a plain background, seen from a moderate elevation; the mesh is in the object's canonical frame, not the camera's.")

@@ -161,7 +161,7 @@ def test_the_model_card_says_how_the_model_reconstructs_by_default():
     from occrecon.training import model_card
 
     config = json.loads((bundled_weights_dir() / "convonet-points-synthetic" / "config.json").read_text())
-    config["generation"].update(rotations=8, fit_steps=60)
+    config["generation"].update(rotations=8, fit_steps=60, winding_prior=False)
     card = model_card(config)
     assert "under 7 random rotations" in card and "for 60 Adam steps" in card and "stay wrong" in card
     config["generation"].update(rotations=1, fit_steps=0)

@@ -308,6 +308,8 @@ def test_large_clouds_switch_to_the_scene_model_automatically(tmp_path):
     # Object-cloud options asked for on a scene are not silently dropped.
     asked = reconstruct(object_model, "points", big, scene=options, rotations=4, fit_steps=10)
     assert "--rotations and --fit-steps apply to object clouds, not the scene's sliding window: ignored" in asked.notes
+    asked = reconstruct(object_model, "points", big, scene=options, rotations=4, fit_steps=10, winding=True)
+    assert "--rotations, --fit-steps and --winding-prior apply to object clouds, not the scene's sliding window: ignored" in asked.notes
 
 
 def test_missing_scene_model_is_a_setup_error(tmp_path, capsys, monkeypatch):

@@ -66,6 +66,7 @@ def run_reconstruction(
     input_noise: float | None,
     rotations: int | None,
     fit_steps: int | None,
+    winding: bool | None,
     quiet: bool,
     json_output: bool,
     debug: bool,
@@ -155,6 +156,7 @@ def run_reconstruction(
             input_noise=input_noise,
             rotations=rotations,
             fit_steps=fit_steps,
+            winding=winding,
         ):
             counts[result.status] += 1
             progress.advance(task)
@@ -211,6 +213,7 @@ def make_command(kind: str, summary: str, exclude: tuple[str, ...] = ()) -> Call
         input_noise: Annotated[Optional[float], typer.Option("--input-noise", min=0.0, help="Gaussian noise (std, canonical units) added to an object cloud before encoding, as upstream does at test time; 0 for scans that are as noisy already. [default: model's, 0.005]")] = None,
         rotations: Annotated[Optional[int], typer.Option("--rotations", min=1, help="Encode an object cloud under this many rotations (identity + random) and average: a few times slower, better where parts overlap in the model's plane projections; 1 for one pass. [default: the model's]")] = None,
         fit_steps: Annotated[Optional[int], typer.Option("--fit-steps", min=0, help="Fit the cloud's encoding to its points for this many steps, so the surface passes through them: about 2-3 s more per object on a CPU; 0 turns it off. [default: the model's]")] = None,
+        winding: Annotated[Optional[bool], typer.Option("--winding-prior/--no-winding-prior", help="Add the winding number of the cloud's own points (normals signed by the network) to the network's field away from them: decides inside and outside where the network confuses overlapping parts. [default: the model's]")] = None,
         seed: SeedOpt = 0,
         quiet: QuietOpt = False,
         json_output: JsonOpt = False,
@@ -244,6 +247,7 @@ def make_command(kind: str, summary: str, exclude: tuple[str, ...] = ()) -> Call
             input_noise=input_noise,
             rotations=rotations,
             fit_steps=fit_steps,
+            winding=winding,
             quiet=quiet,
             json_output=json_output,
             debug=debug,
@@ -263,7 +267,7 @@ _SCENE_OPTIONS = ("scene", "units", "voxel_size", "trim")
 image_command = make_command(
     "image",
     "Reconstruct meshes from photos or renders (PNG, JPEG, WebP, BMP, TIFF).",
-    exclude=(*_SCENE_OPTIONS, "input_noise", "rotations", "fit_steps"),
+    exclude=(*_SCENE_OPTIONS, "input_noise", "rotations", "fit_steps", "winding"),
 )
 points_command = make_command(
     "points",
@@ -273,5 +277,5 @@ points_command = make_command(
 voxels_command = make_command(
     "voxels",
     "Reconstruct meshes from voxel grids (binvox, NPY/NPZ 3-D arrays).",
-    exclude=("mask", "input_noise", "rotations", "fit_steps", *_SCENE_OPTIONS),
+    exclude=("mask", "input_noise", "rotations", "fit_steps", "winding", *_SCENE_OPTIONS),
 )
