@@ -240,13 +240,33 @@ def test_input_noise_overrides_the_models_test_time_noise(points_model, tmp_path
     assert code == 2 and "--input-noise" in err
 
 
-def test_input_noise_is_for_point_clouds_only(voxels_model, tmp_path, capsys):
+OBJECT_CLOUD_OPTIONS = [
+    # (flag and value on the command line, keyword and value in the API, an invalid value for a cloud or None)
+    (["--input-noise", "0.01"], {"input_noise": 0.01}, {"input_noise": -1.0}),
+    (["--rotations", "2"], {"rotations": 2}, {"rotations": 0}),
+    (["--fit-steps", "3"], {"fit_steps": 3}, {"fit_steps": -1}),
+    (["--winding-prior"], {"winding": True}, None),
+]
+
+
+@pytest.mark.parametrize("flag, given, invalid", OBJECT_CLOUD_OPTIONS, ids=lambda v: v[0] if isinstance(v, list) else None)
+def test_object_cloud_options_are_refused_for_other_inputs(flag, given, invalid, points_model, voxels_model, tmp_path, capsys):
+    import occrecon
+
     grid = np.zeros((32, 32, 32), bool)
     grid[8:24, 8:24, 8:24] = True
     np.save(tmp_path / "cube.npy", grid)
-    code, _, err = run(["voxels", tmp_path / "cube.npy", "--model", voxels_model, "--input-noise", "0.01"], capsys)
-    assert code == 2 and "--input-noise" in err
-    import occrecon
-
-    with pytest.raises(ValueError, match="input_noise"):
-        occrecon.reconstruct(occrecon.load_model(str(voxels_model), "cpu"), "voxels", grid, input_noise=0.01)
+    code, _, err = run(["voxels", tmp_path / "cube.npy", "--model", voxels_model, *flag], capsys)
+    assert code == 2 and flag[0] in err
+    keyword = next(iter(given))
+    with pytest.raises(ValueError, match=keyword.split("_")[0]):
+        occrecon.reconstruct(occrecon.load_model(str(voxels_model), "cpu"), "voxels", grid, **given)
+    points = occrecon.load_model(str(points_model), "cpu")
+    if invalid is not None:
+        with pytest.raises(ValueError, match=keyword):
+            occrecon.reconstruct(points, "points", sphere_cloud(), **invalid)
+    # On a cloud the option is taken.
+    src = write_xyz(tmp_path / "s.xyz", sphere_cloud())
+    code, _, err = run(["points", src, "--model", points_model, "-d", tmp_path / "out", *flag], capsys)
+    assert code == 0, err
+    assert (tmp_path / "out" / "s.obj").is_file()

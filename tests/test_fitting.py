@@ -11,7 +11,6 @@ import pytest
 import torch
 
 import occrecon
-from occrecon.cli.main import main
 from occrecon.fitting import FitOptions, fit_to_points, prior_weights
 from occrecon.loading import OccupancyModel
 from occrecon.pipeline import RotationEnsemble, decoder_of, encode_rotated
@@ -136,24 +135,6 @@ def test_reconstruct_fits_when_asked_or_when_the_model_says_so(points_model: Pat
     configured = occrecon.load_model(str(folder), "cpu")
     assert "encoding fitted to the input points (4 steps)" in occrecon.reconstruct(configured, "points", cloud).notes
     assert not any("fitted" in n for n in occrecon.reconstruct(configured, "points", cloud, fit_steps=0).notes)
-
-
-def test_fitting_is_for_object_clouds_only(points_model: Path, voxels_model: Path, tmp_path, capsys):
-    grid = np.zeros((32, 32, 32), bool)
-    grid[8:24, 8:24, 8:24] = True
-    with pytest.raises(ValueError, match="fit_steps"):
-        occrecon.reconstruct(occrecon.load_model(str(voxels_model), "cpu"), "voxels", grid, fit_steps=3)
-    with pytest.raises(ValueError, match="fit_steps"):
-        occrecon.reconstruct(occrecon.load_model(str(points_model), "cpu"), "points", sphere(0.3), fit_steps=-1)
-    np.save(tmp_path / "cube.npy", grid)
-    with pytest.raises(SystemExit) as exit_info:
-        main(["voxels", str(tmp_path / "cube.npy"), "--model", str(voxels_model), "--fit-steps", "3", "-q"])
-    assert exit_info.value.code == 2 and "--fit-steps" in capsys.readouterr().err
-    np.save(tmp_path / "cloud.npy", sphere(0.3))
-    with pytest.raises(SystemExit) as exit_info:
-        main(["points", str(tmp_path / "cloud.npy"), "--model", str(points_model), "-d", str(tmp_path / "out"), "--fit-steps", "3", "--json", "-q"])
-    assert exit_info.value.code == 0, capsys.readouterr().err
-    assert (tmp_path / "out" / "cloud.obj").is_file()
 
 
 def test_the_model_card_says_how_the_model_reconstructs_by_default():

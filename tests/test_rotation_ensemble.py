@@ -5,11 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 import occrecon
-from occrecon.cli.main import main
 from occrecon.loading import OccupancyModel
 from occrecon.pipeline import RotationEnsemble, decoder_of, encode_rotated, random_rotations
 from occrecon.preprocess import prepare_input
@@ -85,24 +83,6 @@ def test_ensemble_reconstruction_in_the_clouds_frame(points_model: Path):
     low, high = cloud.min(axis=0), cloud.max(axis=0)
     pad = 0.1 * (high - low).max()
     assert np.all(ensemble.mesh.vertices >= low - pad) and np.all(ensemble.mesh.vertices <= high + pad)
-
-
-def test_rotations_are_for_object_clouds_only(points_model: Path, voxels_model: Path, tmp_path, capsys):
-    grid = np.zeros((32, 32, 32), bool)
-    grid[8:24, 8:24, 8:24] = True
-    with pytest.raises(ValueError, match="rotations"):
-        occrecon.reconstruct(occrecon.load_model(str(voxels_model), "cpu"), "voxels", grid, rotations=2)
-    with pytest.raises(ValueError, match="rotations"):
-        occrecon.reconstruct(occrecon.load_model(str(points_model), "cpu"), "points", lopsided_cloud(), rotations=0)
-    np.save(tmp_path / "cube.npy", grid)
-    with pytest.raises(SystemExit) as exit_info:
-        main(["voxels", str(tmp_path / "cube.npy"), "--model", str(voxels_model), "--rotations", "2", "-q"])
-    assert exit_info.value.code == 2 and "--rotations" in capsys.readouterr().err
-    np.save(tmp_path / "cloud.npy", lopsided_cloud())
-    with pytest.raises(SystemExit) as exit_info:
-        main(["points", str(tmp_path / "cloud.npy"), "--model", str(points_model), "-d", str(tmp_path / "out"), "--rotations", "2", "-q"])
-    assert exit_info.value.code == 0, capsys.readouterr().err
-    assert (tmp_path / "out" / "cloud.obj").is_file()
 
 
 def test_the_models_generation_settings_choose_the_ensemble(points_model: Path, tmp_path):

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 import occrecon
-from occrecon.cli.main import main
 from occrecon.fitting import FitOptions, fit_to_points
 from occrecon.pipeline import WithWindingPrior, decoder_of
 from occrecon.winding import PriorOptions, WindingPrior, point_areas, signed_normals, winding_prior
@@ -97,7 +96,7 @@ def test_the_prior_adds_to_the_field_and_survives_the_fit():
     assert not torch.equal(fitted.conditioning, encoding)
 
 
-def test_reconstruct_adds_the_prior_when_asked_or_when_the_model_says_so(points_model: Path, voxels_model: Path, tmp_path, capsys):
+def test_reconstruct_adds_the_prior_when_asked_or_when_the_model_says_so(points_model: Path, tmp_path):
     model = occrecon.load_model(str(points_model), "cpu")
     cloud = sphere(0.4, seed=1) * 3.0 + [1.0, 2.0, 3.0]
     plain = occrecon.reconstruct(model, "points", cloud)
@@ -114,20 +113,6 @@ def test_reconstruct_adds_the_prior_when_asked_or_when_the_model_says_so(points_
     configured = occrecon.load_model(str(folder), "cpu")
     assert any("winding" in note for note in occrecon.reconstruct(configured, "points", cloud).notes)
     assert not any("winding" in note for note in occrecon.reconstruct(configured, "points", cloud, winding=False).notes)
-
-    grid = np.zeros((32, 32, 32), bool)
-    grid[8:24, 8:24, 8:24] = True
-    with pytest.raises(ValueError, match="winding"):
-        occrecon.reconstruct(occrecon.load_model(str(voxels_model), "cpu"), "voxels", grid, winding=True)
-    np.save(tmp_path / "cube.npy", grid)
-    with pytest.raises(SystemExit) as exit_info:
-        main(["voxels", str(tmp_path / "cube.npy"), "--model", str(voxels_model), "--winding-prior", "-q"])
-    assert exit_info.value.code == 2 and "--winding-prior" in capsys.readouterr().err
-    np.save(tmp_path / "cloud.npy", cloud)
-    with pytest.raises(SystemExit) as exit_info:
-        main(["points", str(tmp_path / "cloud.npy"), "--model", str(points_model), "-d", str(tmp_path / "out"), "--winding-prior", "-q"])
-    assert exit_info.value.code == 0, capsys.readouterr().err
-    assert (tmp_path / "out" / "cloud.obj").is_file()
 
 
 def test_the_model_card_names_the_prior():
