@@ -37,7 +37,7 @@ from occrecon.metrics import nearest_neighbors
 if TYPE_CHECKING:
     from occrecon.loading import OccupancyModel
 
-__all__ = ["FitOptions", "fit_to_points", "prior_weights"]
+__all__ = ["FitOptions", "fit_to_points", "prior_weights", "seeded_subset"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,13 @@ class FitOptions:
     prior_samples: int = 6000
     max_points: int = 3000
     seed: int = 0
+
+
+def seeded_subset(points: np.ndarray, count: int, seed: Any) -> np.ndarray:
+    """``points`` if there are at most ``count`` of them, else ``count`` rows drawn without replacement (``seed`` as ``default_rng`` takes it)."""
+    if len(points) <= count:
+        return points
+    return points[np.random.default_rng(seed).choice(len(points), count, replace=False)]
 
 
 def prior_weights(samples: np.ndarray, points: np.ndarray, release: float) -> np.ndarray:
@@ -116,19 +123,17 @@ def fit_to_points(model: OccupancyModel, conditioning: Any, points: np.ndarray, 
     Returns:
         An encoding of the same kind, with member 0 fitted.
     """
-    from occrecon.pipeline import RotationEnsemble, WithWindingPrior, decoder_of
+    from occrecon.pipeline import RotationEnsemble, WithWindingPrior, decoder_of, network_encoding
 
     if options.steps <= 0 or len(points) == 0:
         return conditioning
     # A winding prior's logits are part of the field the fit starts from and holds, but not fitted.
-    network = conditioning.conditioning if isinstance(conditioning, WithWindingPrior) else conditioning
+    network = network_encoding(conditioning)
     ensemble = network if isinstance(network, RotationEnsemble) else None
     encoding = ensemble.conditioning if ensemble is not None else network
     weight = float(ensemble.weights[0]) if ensemble is not None else 1.0
     device = model.device
-    cloud = np.asarray(points, dtype=np.float32).reshape(-1, 3)
-    if len(cloud) > options.max_points:
-        cloud = cloud[np.random.default_rng([options.seed, 0x5AB]).choice(len(cloud), options.max_points, replace=False)]
+    cloud = seeded_subset(np.asarray(points, dtype=np.float32).reshape(-1, 3), options.max_points, [options.seed, 0x5AB])
     samples = _prior_samples(cloud, options.prior_samples, model.padding, options.seed)
     queries = torch.from_numpy(np.concatenate([samples, cloud])).to(device)
     # One decoder call per step: prior samples weighted by how far they are from the cloud,

@@ -159,6 +159,11 @@ class WithWindingPrior:
     prior: WindingPrior
 
 
+def network_encoding(conditioning: Any) -> Any:
+    """The network's own encoding (plain or :class:`RotationEnsemble`) inside a :class:`WithWindingPrior`, or ``conditioning`` itself."""
+    return conditioning.conditioning if isinstance(conditioning, WithWindingPrior) else conditioning
+
+
 def decoder_of(model: OccupancyModel, conditioning: Any) -> Callable[[torch.Tensor], torch.Tensor]:
     """``(n, 3) canonical points (tensor on the model's device) -> (n,) logits`` for one encoded input."""
     if isinstance(conditioning, WithWindingPrior):
@@ -252,7 +257,7 @@ def mesh_from_conditioning(
     opts = options.resolved(model)
     logit = probability_to_logit(opts.threshold)
     lower, upper = box_bounds(model.padding)
-    network = conditioning.conditioning if isinstance(conditioning, WithWindingPrior) else conditioning
+    network = network_encoding(conditioning)
     members = network.size if isinstance(network, RotationEnsemble) else 1
 
     stage = time.perf_counter()
@@ -394,15 +399,16 @@ def reconstruct(
         conditioning = _encode(model, prepared.tensor)
     timings["encode"] = time.perf_counter() - stage
     # The prior and the fit use the cloud as given: the same subset, without the noise added for the encoder.
-    clean = None
+    clean_points = None
     if winding or fit_steps > 0:
         clean = prepared if not spec.get("noise") else prepare_input(kind, source, {**spec, "noise": 0.0}, seed=seed)
+        clean_points = clean.tensor.numpy()
     notes: list[str] = []
     if winding:
         stage = time.perf_counter()
         if on_stage:
             on_stage("winding-number prior")
-        prior = winding_prior(model, conditioning, clean.tensor.numpy(), PriorOptions(seed=seed))
+        prior = winding_prior(model, conditioning, clean_points, PriorOptions(seed=seed))
         conditioning = WithWindingPrior(conditioning, prior)
         timings["prior"] = time.perf_counter() - stage
         notes.append("winding-number prior of the input points added away from them")
@@ -411,7 +417,7 @@ def reconstruct(
         if on_stage:
             on_stage("fitting to the points")
         threshold = options.resolved(model).threshold
-        conditioning = fit_to_points(model, conditioning, clean.tensor.numpy(), threshold, FitOptions(steps=fit_steps, seed=seed))
+        conditioning = fit_to_points(model, conditioning, clean_points, threshold, FitOptions(steps=fit_steps, seed=seed))
         timings["fit"] = time.perf_counter() - stage
 
     vertices, faces, n_evals = mesh_from_conditioning(model, conditioning, options, seed=seed, on_stage=on_stage, timings=timings)

@@ -734,11 +734,8 @@ def model_card(config: dict[str, Any], benchmark: str | None = None) -> str:
     if int(generation.get("fit_steps", 0)) > 0:
         lines.append(
             "- The test-time fitting corrects surfaces that miss the points by about 0.01-0.02 (unit-cube units); "
-            + (
-                "parts the network gets wrong farther from the points (a hollow body, merged strands) are left to the winding-number prior."
-                if generation.get("winding_prior")
-                else "parts the network gets wrong farther from the points (a hollow body, merged strands) stay wrong."
-            )
+            "parts the network gets wrong farther from the points (a hollow body, merged strands) "
+            + ("are left to the winding-number prior." if generation.get("winding_prior") else "stay wrong.")
         )
     if generation.get("winding_prior"):
         lines.append(

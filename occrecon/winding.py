@@ -143,11 +143,10 @@ def winding_prior(model: OccupancyModel, conditioning: Any, points: np.ndarray, 
     ``conditioning`` (a plain encoding or a rotation ensemble) gives the network's
     outward direction at the points, which signs the normals (see the module docstring).
     """
+    from occrecon.fitting import seeded_subset
     from occrecon.pipeline import decoder_of
 
-    cloud = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-    if len(cloud) > options.max_points:
-        cloud = cloud[np.random.default_rng([options.seed, 0x3D]).choice(len(cloud), options.max_points, replace=False)]
+    cloud = seeded_subset(np.asarray(points, dtype=np.float64).reshape(-1, 3), options.max_points, [options.seed, 0x3D])
     queries = torch.as_tensor(cloud, dtype=torch.float32, device=model.device).requires_grad_(True)
     with torch.enable_grad():
         gradient = torch.autograd.grad(decoder_of(model, conditioning)(queries).float().sum(), queries)[0]
