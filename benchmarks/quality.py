@@ -25,7 +25,15 @@ holes are too big to seal, or made of open sheets, have no inside: their IoU is
 left out ('–') and the mean IoU says over how many meshes it was taken. The
 32³ voxel inputs are the same filled voxelisation (surface voxels at least).
 
-    python benchmarks/quality.py [--meshes DIR] [--only points,voxels,image] [--json out.json]
+The input points and the reference surface of Chamfer-L1 and F-score come from
+the boundary of that filled solid: faces buried inside it (the hidden parts of
+intersecting components, panels behind closed doors; 44% of the sofa's area)
+are left out, as upstream samples both from watertight meshes. Otherwise the
+input holds surfaces that the ground truth calls solid material. The '+' after
+a name marks a mesh with buried faces; ``--all-surfaces`` samples every face
+(the protocol of the figures before 2026-11-28).
+
+    python benchmarks/quality.py [--meshes DIR] [--only points,voxels,image] [--all-surfaces] [--json out.json]
 """
 
 from __future__ import annotations
@@ -42,7 +50,18 @@ import trimesh
 import occrecon
 from occrecon.data.prepare import render_views
 from occrecon.extract import GridValues, marching_cubes
-from occrecon.metrics import filled_inside_mask, inside_mask, is_closed, nearest_neighbors, sample_surface, uniform_box_points
+from occrecon.metrics import (
+    buried_mask,
+    exterior_depth,
+    filled_inside_mask,
+    filled_solid,
+    inside_mask,
+    is_closed,
+    nearest_neighbors,
+    outer_surface_sample,
+    sample_surface,
+    uniform_box_points,
+)
 from occrecon.registry import default_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,9 +96,9 @@ def load_unit_mesh(path: Path, canonical: bool = True) -> trimesh.Trimesh:
     return mesh
 
 
-def solid_mask(mesh: trimesh.Trimesh, points: np.ndarray) -> np.ndarray | None:
-    """Inside test by filled voxelisation; None when the mesh encloses nothing (see the module docstring)."""
-    filled = filled_inside_mask(mesh, points)
+def solid_mask(mesh: trimesh.Trimesh, points: np.ndarray, solid: np.ndarray) -> np.ndarray | None:
+    """Inside test by the mesh's filled voxelisation ``solid``; None when the mesh encloses nothing (see the module docstring)."""
+    filled = filled_inside_mask(mesh, points, solid=solid)
     # Filling failed if the solid is no thicker than the surface itself.
     shell_fraction = mesh.area * (1.1 / 256) / 1.1**3
     return filled if filled.mean() > 2.0 * shell_fraction else None
@@ -128,13 +147,16 @@ def poisson(points: np.ndarray, depth: int = 8) -> tuple[trimesh.Trimesh, trimes
     return trimmed, closed
 
 
-def solid_voxels(mesh: trimesh.Trimesh, res: int = 32, sub: int = 5) -> np.ndarray:
-    """(res, res, res) bool over [-0.5, 0.5]³: a cell is occupied when any of its sub³ lattice points is inside."""
+def solid_voxels(mesh: trimesh.Trimesh, res: int = 32, sub: int = 5, solid: np.ndarray | None = None) -> np.ndarray:
+    """(res, res, res) bool over [-0.5, 0.5]³: a cell is occupied when any of its sub³ lattice points is inside.
+
+    ``solid``: the mesh's :func:`~occrecon.metrics.filled_solid`, if already computed.
+    """
     offsets = np.linspace(0.0, 1.0, sub)
     corner = np.stack(np.meshgrid(np.arange(res), np.arange(res), np.arange(res), indexing="ij"), -1).reshape(-1, 1, 3)
     local = np.stack(np.meshgrid(offsets, offsets, offsets, indexing="ij"), -1).reshape(1, -1, 3)
     points = ((corner + local) / res - 0.5).reshape(-1, 3)
-    return filled_inside_mask(mesh, points).reshape(res, res, res, -1).any(axis=-1)
+    return filled_inside_mask(mesh, points, solid=solid).reshape(res, res, res, -1).any(axis=-1)
 
 
 def voxel_mesh(grid: np.ndarray) -> trimesh.Trimesh:
@@ -169,6 +191,7 @@ def main() -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--update-cards", action="store_true", help="write the figures into the bundled models' cards")
     parser.add_argument("--file-pose", action="store_true", help="measure the meshes in their files' poses, not the canonical one")
+    parser.add_argument("--all-surfaces", action="store_true", help="sample inputs and references from every face, buried ones included (the protocol before 2026-11-28)")
     parser.add_argument("--timing-note", default="", help="said after the card's timing, e.g. 'while training ran on the same 2 cores'")
     args = parser.parse_args()
     if not args.meshes.is_dir():
@@ -191,13 +214,21 @@ def main() -> int:
     for path in sorted(p for p in args.meshes.iterdir() if p.suffix.lower() in SUFFIXES):
         gt = load_unit_mesh(path, canonical=not args.file_pose)
         rng = np.random.default_rng(0)
-        gt_points, _ = sample_surface(gt, args.samples, seed=0)
         iou_points = uniform_box_points(args.iou_points, seed=0, low=-0.55, high=0.55)
         closed = is_closed(gt)
-        gt_inside = solid_mask(gt, iou_points)
+        solid = filled_solid(gt)
+        gt_inside = solid_mask(gt, iou_points, solid)
         row = {"mesh": path.name, "closed": closed, "has_inside": gt_inside is not None, "seconds": {}}
+        if gt_inside is None or args.all_surfaces:
+            surface = lambda count, seed: sample_surface(gt, count, seed=seed)[0]  # noqa: E731
+        else:
+            # Faces buried in the filled solid are neither input nor reference (see the module docstring).
+            depth = exterior_depth(solid)
+            surface = lambda count, seed: outer_surface_sample(gt, count, seed, depth)[0]  # noqa: E731
+            row["buried_area"] = float(np.mean(buried_mask(sample_surface(gt, 20_000, seed=2)[0], depth)))
+        gt_points = surface(args.samples, 0)
         if "points" in tasks:
-            cloud, _ = sample_surface(gt, 3000, seed=1)
+            cloud = surface(3000, 1)
             cloud = cloud + rng.normal(scale=0.005, size=cloud.shape)
             start = time.perf_counter()
             # The cloud carries its noise already: the model must not add its test-time 0.005 on top.
@@ -212,7 +243,7 @@ def main() -> int:
                 print(f"  poisson failed on {path.name}: {exc}", file=sys.stderr)
                 row["poisson"] = scores(None, gt_points, gt_inside, iou_points)
         if "voxels" in tasks:
-            grid = solid_voxels(gt, 32)
+            grid = solid_voxels(gt, 32, solid=solid)
             start = time.perf_counter()
             pred = occrecon.reconstruct_voxels(models["voxels"], grid.astype(np.float32))
             row["seconds"]["voxels"] = time.perf_counter() - start
@@ -228,7 +259,7 @@ def main() -> int:
             row["seconds"]["image"] = time.perf_counter() - start
             row["image"] = scores(pred, gt_points, gt_inside, iou_points)
         rows.append(row)
-        mark = "" if closed else "*"
+        mark = ("" if closed else "*") + ("+" if row.get("buried_area", 0.0) > 0.01 else "")
         print(f"{path.name + mark:28} " + " ".join(_cells(row[c]) for c in columns), flush=True)
 
     mean = {c: {k: _mean([r[c][k] for r in rows]) for k in ("iou", "chamfer_l1", "f_score_1")} for c in columns}
@@ -242,7 +273,7 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "mean": mean, "models": {t: m.name for t, m in models.items()}}, indent=1))
     if args.update_cards:
-        update_cards(models, rows, mean, args.meshes, args.timing_note, canonical=not args.file_pose)
+        update_cards(models, rows, mean, args.meshes, args.timing_note, canonical=not args.file_pose, all_surfaces=args.all_surfaces)
     return 0
 
 
@@ -254,7 +285,9 @@ _SETUPS = {
 }
 
 
-def update_cards(models: dict, rows: list[dict], mean: dict, meshes: Path, timing_note: str = "", canonical: bool = True) -> None:
+def update_cards(
+    models: dict, rows: list[dict], mean: dict, meshes: Path, timing_note: str = "", canonical: bool = True, all_surfaces: bool = False
+) -> None:
     """Rewrite each bundled model's README.md with the figures just measured."""
     from occrecon.training import model_card
 
@@ -262,9 +295,15 @@ def update_cards(models: dict, rows: list[dict], mean: dict, meshes: Path, timin
         if model.source != "bundled" or model.path is None:
             continue
         n_iou = sum(r["has_inside"] for r in rows)
+        buried = sum(r.get("buried_area", 0.0) > 0.01 for r in rows)
+        sampled = (
+            "Points are sampled from every face."
+            if all_surfaces
+            else f"Input points and reference surfaces come from the boundary of the filled solid that IoU uses: faces buried inside it ({buried} meshes have some) are left out, as upstream samples from watertight meshes."
+        )
         pose = f" and turned into the canonical pose (y up, front +z: {len(CANONICAL_POSES)} of them needed a turn)" if canonical else " in its file's pose"
         lines = [
-            f"Measured by `benchmarks/quality.py` on {len(rows)} real meshes ({meshes.name}/: furniture, animals, vehicles, household and CAD parts), each normalised to the unit frame{pose}; input: {_SETUPS[task]}. Unit-cube units; Chamfer-L1 is not ×10. IoU over the {n_iou} meshes that enclose a volume (the others are open sheets or have large holes).",
+            f"Measured by `benchmarks/quality.py` on {len(rows)} real meshes ({meshes.name}/: furniture, animals, vehicles, household and CAD parts), each normalised to the unit frame{pose}; input: {_SETUPS[task]}. Unit-cube units; Chamfer-L1 is not ×10. IoU over the {n_iou} meshes that enclose a volume (the others are open sheets or have large holes). {sampled}",
             "",
             "| method | IoU | Chamfer-L1 | F-score@1% |",
             "|---|---|---|---|",

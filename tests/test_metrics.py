@@ -302,3 +302,28 @@ def test_filled_inside_mask_handles_open_and_overlapping_meshes():
     truth = in_a | in_b
     assert np.mean(filled_inside_mask(cross, points) == truth) > 0.99
     assert not filled_inside_mask(trimesh.Trimesh(), points).any()
+
+
+def test_outer_surface_sample_leaves_out_faces_buried_in_the_filled_solid():
+    from occrecon.metrics import buried_mask, exterior_depth, filled_inside_mask, filled_solid, outer_surface_sample, sample_surface
+
+    # A closed box with a partition inside it (as furniture files model shelves behind closed doors).
+    box = trimesh.creation.box(extents=(0.8, 0.8, 0.8))
+    partition = trimesh.creation.box(extents=(0.7, 0.7, 0.02))
+    mesh = trimesh.util.concatenate([box, partition])
+    solid = filled_solid(mesh)
+    points = np.random.default_rng(0).uniform(-0.55, 0.55, (5000, 3))
+    assert np.array_equal(filled_inside_mask(mesh, points, solid=solid), filled_inside_mask(mesh, points))
+    depth = exterior_depth(solid)
+    every_face, _ = sample_surface(mesh, 20_000, seed=1)
+    on_partition = np.abs(every_face).max(axis=1) < 0.36
+    assert 0.2 < on_partition.mean() < 0.3
+    buried = buried_mask(every_face, depth)
+    assert np.mean(buried == on_partition) > 0.99
+    outer, normals = outer_surface_sample(mesh, 3000, 7, depth)
+    assert outer.shape == normals.shape == (3000, 3)
+    assert np.allclose(np.abs(outer).max(axis=1), 0.4, atol=1e-6)
+    assert np.array_equal(outer, outer_surface_sample(mesh, 3000, 7, depth)[0])
+    # Nothing buried: the same draw as sample_surface, so figures of closed meshes do not move.
+    plain_depth = exterior_depth(filled_solid(box))
+    assert np.array_equal(outer_surface_sample(box, 3000, 7, plain_depth)[0], sample_surface(box, 3000, seed=7)[0])

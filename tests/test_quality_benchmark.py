@@ -1,0 +1,37 @@
+"""benchmarks/quality.py end to end on two tiny meshes (the voxels task: the fastest)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import trimesh
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_quality_benchmark_samples_the_outer_surface_unless_asked_for_all(tmp_path: Path) -> None:
+    meshes = tmp_path / "meshes"
+    meshes.mkdir()
+    box = trimesh.creation.box(extents=(0.8, 0.6, 0.8))
+    box.export(meshes / "box.ply")
+    trimesh.util.concatenate([box, trimesh.creation.box(extents=(0.7, 0.02, 0.7))]).export(meshes / "shelf.ply")
+    runs = {}
+    for flag in ("", "--all-surfaces"):
+        out = tmp_path / f"q{flag}.json"
+        command = [sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--meshes", str(meshes), "--only", "voxels", "--device", "cpu", "--json", str(out)]
+        result = subprocess.run(command + ([flag] if flag else []), capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr
+        runs[flag] = {row["mesh"]: row for row in json.loads(out.read_text())["rows"]}
+        assert ("shelf.ply+" in result.stdout) == (flag == "")
+    outer, every = runs[""], runs["--all-surfaces"]
+    assert outer["box.ply"]["buried_area"] == 0.0
+    assert 0.2 < outer["shelf.ply"]["buried_area"] < 0.3  # 2 × 0.49 of 4.2 (unscaled)
+    assert "buried_area" not in every["shelf.ply"]
+    # The box has nothing buried: identical figures under both protocols.
+    assert outer["box.ply"]["voxels"] == every["box.ply"]["voxels"]
+    # The partition is no reference surface any more: completeness no longer counts it as missed.
+    assert outer["shelf.ply"]["voxels"]["f_score_1"] > every["shelf.ply"]["voxels"]["f_score_1"]
+    assert outer["shelf.ply"]["voxels"]["iou"] == every["shelf.ply"]["voxels"]["iou"]
