@@ -7,12 +7,14 @@ dataset: generator seed 0, shapes 2240-2303) with the same protocol: 3000
 surface points with Gaussian noise σ = 0.005, added once; IoU against the
 shape's exact occupancy (its SDF sign), Chamfer-L1 and F-score@1% against
 100k surface samples. Variants (every rotation-ensemble size of ``--rotations``
-with every test-time fitting length of ``--fit-steps`` and, with ``--winding 0,1``,
-without and with the winding-number prior) run on the same inputs;
+with every test-time fitting length of ``--fit-steps``, without and with the
+winding-number prior with ``--winding 0,1``, without and with MISE anchored
+at the input points with ``--anchors 0,1``, and from every coarse MISE grid of
+``--coarse``, each refined to the same final grid) run on the same inputs;
 the last lines give each variant's figures as ratios against the first, with
 the time per object.
 
-    python benchmarks/heldout.py [--model NAME] [--rotations 1,8] [--fit-steps 0,60] [--winding 0,1] [--start 2240 --count 64] [--json out.json]
+    python benchmarks/heldout.py [--model NAME] [--rotations 1,8] [--fit-steps 0,60] [--winding 0,1] [--anchors 0,1] [--coarse 32,64] [--start 2240 --count 64] [--json out.json]
 """
 
 from __future__ import annotations
@@ -41,6 +43,14 @@ def held_out_shape(seed: int, index: int):
     return canonical_lattice(shape), family
 
 
+def coarse_steps(resolution: int, final: int) -> int:
+    """MISE subdivisions from a ``resolution`` grid to the ``final`` one (a power-of-two multiple of it)."""
+    steps = int(round(np.log2(final / resolution)))
+    if steps < 0 or resolution * 2**steps != final:
+        raise SystemExit(f"--coarse {resolution} does not refine to the final {final}³ grid by halving")
+    return steps
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=default_model("points"))
@@ -50,13 +60,20 @@ def main() -> int:
     parser.add_argument("--rotations", default="1,8", help="comma-separated ensemble sizes to compare")
     parser.add_argument("--fit-steps", default="0", help="comma-separated test-time fitting lengths to compare (0: none)")
     parser.add_argument("--winding", default="0", help="comma-separated 0 (no winding-number prior) and/or 1 (with it)")
+    parser.add_argument("--anchors", default="0", help="comma-separated 0 (plain MISE) and/or 1 (cells near the input points always subdivided)")
+    parser.add_argument("--coarse", default="", help="comma-separated coarse MISE resolutions, each refined to the model's final grid (default: the model's)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     counts = lambda text: [int(t) for t in text.split(",") if t.strip()]  # noqa: E731
-    variants = [(r, f, w) for r in counts(args.rotations) for f in counts(args.fit_steps) for w in counts(args.winding)]
-    label = {v: f"r{v[0]} fit {v[1]}" + (" wind" if v[2] else "") for v in variants}
     model = occrecon.load_model(args.model, args.device)
+    default_coarse = int(model.generation.get("resolution", 32))
+    final = default_coarse * 2 ** int(model.generation.get("upsampling_steps", 2))
+    coarse = counts(args.coarse) or [default_coarse]
+    variants = [
+        (r, f, w, c, a) for r in counts(args.rotations) for f in counts(args.fit_steps) for w in counts(args.winding) for c in coarse for a in counts(args.anchors)
+    ]
+    label = {v: f"r{v[0]} fit {v[1]}" + (" wind" if v[2] else "") + (f" c{v[3]}" if len(coarse) > 1 else "") + (" anch" if v[4] else "") for v in variants}
     print(f"model {model.name}; shapes {args.start}-{args.start + args.count - 1} of generator seed {args.seed}")
     print(f"{'shape':18} " + " ".join(f"{label[v] + ' IoU/CD/F':>26}" for v in variants))
 
@@ -70,10 +87,12 @@ def main() -> int:
         cloud = cloud + np.random.default_rng(index).normal(scale=0.005, size=cloud.shape)
         row = {"index": index, "family": family}
         for variant in variants:
-            rotations, fit_steps, winding = variant
+            rotations, fit_steps, winding, resolution, anchors = variant
+            options = occrecon.ExtractionOptions(resolution=resolution, upsampling_steps=coarse_steps(resolution, final))
             start = time.perf_counter()
             mesh = occrecon.reconstruct(
-                model, "points", cloud, input_noise=0.0, rotations=rotations, fit_steps=fit_steps, winding=bool(winding)
+                model, "points", cloud, input_noise=0.0, rotations=rotations, fit_steps=fit_steps, winding=bool(winding), anchor_points=bool(anchors),
+                options=options,
             ).mesh
             row[label[variant]] = {**scores(mesh, gt_points, gt_inside, iou_points), "seconds": time.perf_counter() - start}
         rows.append(row)

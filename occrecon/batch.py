@@ -114,6 +114,7 @@ def run_batch(
     rotations: int | None = None,
     fit_steps: int | None = None,
     winding: bool | None = None,
+    anchor_points: bool | None = None,
 ) -> Iterator[ItemResult]:
     """Reconstruct each planned input in turn, yielding one result per input."""
     for item, target, problem in plan.items:
@@ -140,6 +141,7 @@ def run_batch(
                 rotations=rotations,
                 fit_steps=fit_steps,
                 winding=winding,
+                anchor_points=anchor_points,
             )
             write_mesh(result.mesh, target, file_format=file_format, overwrite=overwrite)
             if save_input:

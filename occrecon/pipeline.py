@@ -247,8 +247,11 @@ def mesh_from_conditioning(
     seed: int = 0,
     on_stage: StageFn | None = None,
     timings: dict[str, float] | None = None,
+    anchors: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Extract the canonical-frame mesh of an encoded input.
+
+    ``anchors``: (m, 3) canonical points the surface passes near, whose coarse MISE cells are subdivided whatever their corners say.
 
     Returns:
         vertices (v, 3), faces (f, 3), number of network evaluations.
@@ -272,6 +275,7 @@ def mesh_from_conditioning(
         upper=upper,
         # An ensemble decodes every query once per member, all in one call.
         batch_size=max(1, opts.points_batch_size // members),
+        anchors=anchors,
     )
     timings["field"] = time.perf_counter() - stage
 
@@ -314,6 +318,7 @@ def reconstruct(
     rotations: int | None = None,
     fit_steps: int | None = None,
     winding: bool | None = None,
+    anchor_points: bool | None = None,
 ) -> Reconstruction:
     """Reconstruct one input.
 
@@ -344,6 +349,11 @@ def reconstruct(
             decides inside and outside where the network confuses overlapping
             parts. None takes the model's ``generation.winding_prior`` (off where
             it has none).
+        anchor_points: MISE also subdivides every coarse cell near an object
+            cloud's points (``anchors`` of :func:`~occrecon.extract.extract_grid`):
+            a part thinner than a coarse cell can lie between the coarse lattice
+            points and vanish otherwise. None takes the model's
+            ``generation.anchor_points`` (off where it has none, as upstream).
 
     Returns:
         A ``Reconstruction`` whose mesh is in the input's coordinate frame.
@@ -360,8 +370,10 @@ def reconstruct(
         raise ValueError(f"fit_steps is a count >= 0 for point clouds, got {fit_steps} for {kind}")
     if winding and kind != "points":
         raise ValueError(f"the winding-number prior is for point clouds, not {kind}")
+    if anchor_points and kind != "points":
+        raise ValueError(f"anchor points come from point clouds, not from {kind}")
     # Asked for explicitly (the model's defaults are for object clouds): the scene path says it ignores them.
-    asked = (("--rotations", rotations, 1), ("--fit-steps", fit_steps, 0), ("--winding-prior", winding, False))
+    asked = (("--rotations", rotations, 1), ("--fit-steps", fit_steps, 0), ("--winding-prior", winding, False), ("--anchor-points", anchor_points, False))
     object_only = [flag for flag, value, off in asked if value not in (None, off)]
     if rotations is None:
         rotations = int(model.generation.get("rotations", 1)) if kind == "points" else 1
@@ -369,6 +381,8 @@ def reconstruct(
         fit_steps = int(model.generation.get("fit_steps", 0)) if kind == "points" else 0
     if winding is None:
         winding = bool(model.generation.get("winding_prior", False)) and kind == "points"
+    if anchor_points is None:
+        anchor_points = bool(model.generation.get("anchor_points", False)) and kind == "points"
     options = options or ExtractionOptions()
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -398,9 +412,9 @@ def reconstruct(
     else:
         conditioning = _encode(model, prepared.tensor)
     timings["encode"] = time.perf_counter() - stage
-    # The prior and the fit use the cloud as given: the same subset, without the noise added for the encoder.
+    # The prior, the fit and the anchors use the cloud as given: the same subset, without the noise added for the encoder.
     clean_points = None
-    if winding or fit_steps > 0:
+    if winding or fit_steps > 0 or anchor_points:
         clean = prepared if not spec.get("noise") else prepare_input(kind, source, {**spec, "noise": 0.0}, seed=seed)
         clean_points = clean.tensor.numpy()
     notes: list[str] = []
@@ -420,7 +434,10 @@ def reconstruct(
         conditioning = fit_to_points(model, conditioning, clean_points, threshold, FitOptions(steps=fit_steps, seed=seed))
         timings["fit"] = time.perf_counter() - stage
 
-    vertices, faces, n_evals = mesh_from_conditioning(model, conditioning, options, seed=seed, on_stage=on_stage, timings=timings)
+    anchors = clean_points if anchor_points else None
+    if anchor_points:
+        notes.append("MISE anchored at the input points: every coarse cell near one is subdivided")
+    vertices, faces, n_evals = mesh_from_conditioning(model, conditioning, options, seed=seed, on_stage=on_stage, timings=timings, anchors=anchors)
     if len(faces) == 0:
         label = source if isinstance(source, (str, Path)) else None
         raise InputError(label, f"the model found no surface at threshold {options.resolved(model).threshold:g} (try a lower --threshold)")

@@ -645,6 +645,11 @@ def _ensemble_lines(config: dict[str, Any]) -> list[str]:
             "(normals from local plane fits, signed by the network's own outward direction) is added to the field in log-odds, "
             "so inside and outside follow the cloud where parts overlap in the model's plane projections (`--no-winding-prior`: none)"
         )
+    if generation.get("anchor_points"):
+        lines.append(
+            "- MISE anchored at the input points by default: every coarse cell near a point is subdivided whatever its corners say, "
+            "so parts thinner than a coarse cell (wings, panels) are not lost between the coarse lattice points (`--no-anchor-points`: plain MISE)"
+        )
     return lines
 
 

@@ -246,6 +246,7 @@ OBJECT_CLOUD_OPTIONS = [
     (["--rotations", "2"], {"rotations": 2}, {"rotations": 0}),
     (["--fit-steps", "3"], {"fit_steps": 3}, {"fit_steps": -1}),
     (["--winding-prior"], {"winding": True}, None),
+    (["--anchor-points"], {"anchor_points": True}, None),
 ]
 
 
@@ -270,3 +271,26 @@ def test_object_cloud_options_are_refused_for_other_inputs(flag, given, invalid,
     code, _, err = run(["points", src, "--model", points_model, "-d", tmp_path / "out", *flag], capsys)
     assert code == 0, err
     assert (tmp_path / "out" / "s.obj").is_file()
+
+
+def test_anchor_points_make_mise_subdivide_around_the_cloud(points_model):
+    import occrecon
+
+    model = occrecon.load_model(str(points_model), "cpu")
+    plain = occrecon.reconstruct(model, "points", sphere_cloud(), anchor_points=False)
+    anchored = occrecon.reconstruct(model, "points", sphere_cloud(), anchor_points=True)
+    # Every coarse cell near a point is subdivided as well as those whose corners straddle the surface.
+    assert anchored.n_evaluations > plain.n_evaluations
+    assert len(anchored.mesh.faces) >= len(plain.mesh.faces) > 0
+    assert any("anchored" in note for note in anchored.notes) and not any("anchored" in note for note in plain.notes)
+
+
+def test_the_bundled_points_model_anchors_mise_and_its_card_says_so():
+    from occrecon.registry import bundled_weights_dir
+    from occrecon.training import model_card
+
+    config = json.loads((bundled_weights_dir() / "convonet-points-synthetic" / "config.json").read_text())
+    assert config["generation"]["anchor_points"] is True
+    assert "MISE anchored at the input points by default" in model_card(config)
+    config["generation"]["anchor_points"] = False
+    assert "anchored" not in model_card(config)

@@ -62,6 +62,32 @@ def test_mise_evaluation_count_matches_published_figure():
     assert grid.values.shape == (129, 129, 129)
 
 
+def test_a_part_thinner_than_a_coarse_cell_needs_a_finer_coarse_grid():
+    # A 0.024-thick plate between two planes of the 32³ lattice (spacing 1.1/32 = 0.034): no coarse
+    # point is inside it, no coarse cell straddles, and MISE never looks again. From 64³ (spacing 0.017)
+    # some lattice plane always cuts it, and the same 128³ final grid recovers it.
+    centre, half = 1.1 / 64 + 0.0005, 0.012
+    plate = lambda p: 10.0 * np.minimum(half - np.abs(p[:, 1] - centre), 0.4 - np.abs(p[:, [0, 2]]).max(axis=1))  # noqa: E731
+    missed = extract_grid(plate, resolution0=32, upsampling_steps=2, threshold=0.0)
+    found = extract_grid(plate, resolution0=64, upsampling_steps=1, threshold=0.0)
+    assert len(marching_cubes(missed, 0.0)[1]) == 0
+    vertices, faces = marching_cubes(found, 0.0)
+    area = trimesh.Trimesh(vertices, faces).area
+    assert area == pytest.approx(2 * 0.8 * 0.8 + 4 * 0.8 * 2 * half, rel=0.05)
+    # Anchored at points sampled on the plate, MISE from 32³ subdivides the cells around them and
+    # finds the same surface as from 64³, for far fewer evaluations.
+    rng = np.random.default_rng(0)
+    on_plate = np.c_[rng.uniform(-0.4, 0.4, 3000), centre + rng.choice([-half, half], 3000), rng.uniform(-0.4, 0.4, 3000)]
+    anchored = extract_grid(plate, resolution0=32, upsampling_steps=2, threshold=0.0, anchors=on_plate)
+    anchored_vertices, anchored_faces = marching_cubes(anchored, 0.0)
+    np.testing.assert_array_equal(anchored_faces, faces)
+    np.testing.assert_allclose(anchored_vertices, vertices, atol=1e-9)
+    assert anchored.n_evaluations < 0.5 * found.n_evaluations
+    # Anchors outside the box are ignored.
+    far = extract_grid(plate, resolution0=32, upsampling_steps=2, threshold=0.0, anchors=on_plate + 5.0)
+    assert far.n_evaluations == missed.n_evaluations
+
+
 def test_unevaluated_points_keep_their_side_of_the_threshold():
     field = sphere(0.3)
     grid = extract_grid(field, resolution0=8, upsampling_steps=3, threshold=0.0)

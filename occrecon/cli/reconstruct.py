@@ -67,6 +67,7 @@ def run_reconstruction(
     rotations: int | None,
     fit_steps: int | None,
     winding: bool | None,
+    anchor_points: bool | None,
     quiet: bool,
     json_output: bool,
     debug: bool,
@@ -157,6 +158,7 @@ def run_reconstruction(
             rotations=rotations,
             fit_steps=fit_steps,
             winding=winding,
+            anchor_points=anchor_points,
         ):
             counts[result.status] += 1
             progress.advance(task)
@@ -214,6 +216,7 @@ def make_command(kind: str, summary: str, exclude: tuple[str, ...] = ()) -> Call
         rotations: Annotated[Optional[int], typer.Option("--rotations", min=1, help="Encode an object cloud under this many rotations (identity + random) and average: a few times slower, better where parts overlap in the model's plane projections; 1 for one pass. [default: the model's]")] = None,
         fit_steps: Annotated[Optional[int], typer.Option("--fit-steps", min=0, help="Fit the cloud's encoding to its points for this many steps, so the surface passes through them: about 2-3 s more per object on a CPU; 0 turns it off. [default: the model's]")] = None,
         winding: Annotated[Optional[bool], typer.Option("--winding-prior/--no-winding-prior", help="Add the winding number of the cloud's own points (normals signed by the network) to the network's field away from them: decides inside and outside where the network confuses overlapping parts. [default: the model's]")] = None,
+        anchor_points: Annotated[Optional[bool], typer.Option("--anchor-points/--no-anchor-points", help="MISE: also subdivide every coarse cell near an input point, so parts thinner than a coarse cell are not lost between its corners. [default: the model's]")] = None,
         seed: SeedOpt = 0,
         quiet: QuietOpt = False,
         json_output: JsonOpt = False,
@@ -248,6 +251,7 @@ def make_command(kind: str, summary: str, exclude: tuple[str, ...] = ()) -> Call
             rotations=rotations,
             fit_steps=fit_steps,
             winding=winding,
+            anchor_points=anchor_points,
             quiet=quiet,
             json_output=json_output,
             debug=debug,
@@ -267,7 +271,7 @@ _SCENE_OPTIONS = ("scene", "units", "voxel_size", "trim")
 image_command = make_command(
     "image",
     "Reconstruct meshes from photos or renders (PNG, JPEG, WebP, BMP, TIFF).",
-    exclude=(*_SCENE_OPTIONS, "input_noise", "rotations", "fit_steps", "winding"),
+    exclude=(*_SCENE_OPTIONS, "input_noise", "rotations", "fit_steps", "winding", "anchor_points"),
 )
 points_command = make_command(
     "points",
@@ -277,5 +281,5 @@ points_command = make_command(
 voxels_command = make_command(
     "voxels",
     "Reconstruct meshes from voxel grids (binvox, NPY/NPZ 3-D arrays).",
-    exclude=("mask", "input_noise", "rotations", "fit_steps", "winding", *_SCENE_OPTIONS),
+    exclude=("mask", "input_noise", "rotations", "fit_steps", "winding", "anchor_points", *_SCENE_OPTIONS),
 )

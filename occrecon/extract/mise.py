@@ -118,6 +118,17 @@ def _straddling_cells(values: np.ndarray, known: np.ndarray, threshold: float) -
     return all_known & any_above & any_below
 
 
+def _cells_near(points: np.ndarray, n: int, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """(n, n, n) bool: the cells of an n³ grid over [lower, upper] that hold one of (m, 3) ``points``, and their 26 neighbours."""
+    from scipy.ndimage import binary_dilation
+
+    cells = np.floor((np.asarray(points, np.float64).reshape(-1, 3) - lower) / (upper - lower) * n).astype(np.int64)
+    cells = cells[np.all((cells >= 0) & (cells < n), axis=1)]
+    hit = np.zeros((n, n, n), dtype=bool)
+    hit[cells[:, 0], cells[:, 1], cells[:, 2]] = True
+    return binary_dilation(hit, structure=np.ones((3, 3, 3), dtype=bool))
+
+
 def _upsample_lattice(values: np.ndarray) -> np.ndarray:
     """Trilinearly refine an (n+1)³ lattice to (2n+1)³; existing points keep their values."""
     n = values.shape[0] - 1
@@ -153,6 +164,7 @@ def extract_grid(
     on_level: Callable[[int, int], None] | None = None,
     preset: np.ndarray | None = None,
     refine_filter: Callable[[np.ndarray, int], np.ndarray] | None = None,
+    anchors: np.ndarray | None = None,
 ) -> GridValues:
     """Evaluate a field hierarchically and return it on the fine lattice.
 
@@ -172,6 +184,14 @@ def extract_grid(
             evaluated, so both crops mesh their shared face from the same values.
         refine_filter: optional ``f(active (n, n, n) bool, level) -> bool mask``
             that may veto subdividing cells (e.g. far from any input point).
+        anchors: optional (m, 3) points the surface is known to pass near (an
+            input point cloud). Every coarse cell holding one, and its 26
+            neighbours, is subdivided whatever its corners say: a part thinner
+            than a coarse cell can lie between the coarse lattice points, where no
+            corner sees it, and would vanish otherwise. Once subdivided, such a part
+            shows on the finer lattice and the straddling test follows it, so the
+            later levels need no anchors (anchoring them as well took 1.5-1.6x the
+            evaluations for at most 0.002 IoU on five held-out generated shapes).
 
     Returns:
         ``GridValues`` with (R+1)³ values.
@@ -219,6 +239,8 @@ def extract_grid(
 
     for level in range(1, upsampling_steps + 1):
         active = _straddling_cells(values, known, threshold)
+        if level == 1 and anchors is not None and len(anchors):
+            active |= _cells_near(anchors, n, lower, upper)
         if refine_filter is not None:
             active &= refine_filter(active, level - 1)
         values = _upsample_lattice(values)
