@@ -34,6 +34,7 @@ import trimesh
 from occrecon.errors import InputError
 from occrecon.extract import extract_grid, probability_to_logit
 from occrecon.extract.meshing import marching_cubes_block
+from occrecon.extract.mise import cells_near
 from occrecon.loading import OccupancyModel
 
 UNITS_PER_METRE: dict[str, float] = {"m": 1.0, "cm": 100.0, "mm": 1000.0, "ft": 1 / 0.3048}
@@ -245,19 +246,11 @@ class FaceCache:
 
 def _near_points_filter(points: np.ndarray, lo: np.ndarray, size: float, resolution0: int, margin: float) -> Callable[[np.ndarray, int], np.ndarray]:
     """``refine_filter`` for MISE: only cells within ``margin`` of an input point may be subdivided."""
-    from scipy.ndimage import binary_dilation
 
     def allow(active: np.ndarray, level: int) -> np.ndarray:
         n = active.shape[0]
         cell = size / n
-        idx = np.floor((points - lo) / cell).astype(np.int64)
-        idx = idx[np.all((idx >= 0) & (idx < n), axis=1)]
-        occupied = np.zeros_like(active)
-        occupied[idx[:, 0], idx[:, 1], idx[:, 2]] = True
-        reach = int(math.ceil(margin / cell))
-        if reach > 0:
-            occupied = binary_dilation(occupied, structure=np.ones((3, 3, 3), bool), iterations=reach)
-        return occupied
+        return cells_near(points, lo, cell, n, int(math.ceil(margin / cell)))
 
     return allow
 

@@ -118,15 +118,16 @@ def _straddling_cells(values: np.ndarray, known: np.ndarray, threshold: float) -
     return all_known & any_above & any_below
 
 
-def _cells_near(points: np.ndarray, n: int, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
-    """(n, n, n) bool: the cells of an n³ grid over [lower, upper] that hold one of (m, 3) ``points``, and their 26 neighbours."""
+def cells_near(points: np.ndarray, lower: np.ndarray, cell: float | np.ndarray, n: int, reach: int = 1) -> np.ndarray:
+    """(n, n, n) bool: the cells of an n³ grid (corner ``lower``, cell edge ``cell``) that hold one of (m, 3) ``points``, grown by ``reach`` cells (26-neighbourhood)."""
     from scipy.ndimage import binary_dilation
 
-    cells = np.floor((np.asarray(points, np.float64).reshape(-1, 3) - lower) / (upper - lower) * n).astype(np.int64)
+    cells = np.floor((np.asarray(points, np.float64).reshape(-1, 3) - lower) / cell).astype(np.int64)
     cells = cells[np.all((cells >= 0) & (cells < n), axis=1)]
     hit = np.zeros((n, n, n), dtype=bool)
     hit[cells[:, 0], cells[:, 1], cells[:, 2]] = True
-    return binary_dilation(hit, structure=np.ones((3, 3, 3), dtype=bool))
+    # binary_dilation repeats until nothing changes when iterations is 0.
+    return binary_dilation(hit, structure=np.ones((3, 3, 3), dtype=bool), iterations=reach) if reach > 0 else hit
 
 
 def _upsample_lattice(values: np.ndarray) -> np.ndarray:
@@ -240,7 +241,7 @@ def extract_grid(
     for level in range(1, upsampling_steps + 1):
         active = _straddling_cells(values, known, threshold)
         if level == 1 and anchors is not None and len(anchors):
-            active |= _cells_near(anchors, n, lower, upper)
+            active |= cells_near(anchors, lower, (upper - lower) / n, n)
         if refine_filter is not None:
             active &= refine_filter(active, level - 1)
         values = _upsample_lattice(values)
