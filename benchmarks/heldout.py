@@ -9,12 +9,15 @@ shape's exact occupancy (its SDF sign), Chamfer-L1 and F-score@1% against
 100k surface samples. Variants (every rotation-ensemble size of ``--rotations``
 with every test-time fitting length of ``--fit-steps``, without and with the
 winding-number prior with ``--winding 0,1``, without and with MISE anchored
-at the input points with ``--anchors 0,1``, and from every coarse MISE grid of
-``--coarse``, each refined to the same final grid) run on the same inputs;
+at the input points with ``--anchors 0,1``, from every coarse MISE grid of
+``--coarse``, each refined to the same final grid, and at every occupancy
+threshold of ``--thresholds``, which the fitting targets too) run on the same inputs;
 the last lines give each variant's figures as ratios against the first, with
-the time per object.
+the time per object. ``--write-threshold`` makes the threshold with the best
+mean IoU the model folder's default and records the sweep in its config.json
+(the card states it once ``quality.py --update-cards`` rewrites it).
 
-    python benchmarks/heldout.py [--model NAME] [--rotations 1,8] [--fit-steps 0,60] [--winding 0,1] [--anchors 0,1] [--coarse 32,64] [--start 2240 --count 64] [--json out.json]
+    python benchmarks/heldout.py [--model NAME] [--rotations 1,8] [--fit-steps 0,60] [--winding 0,1] [--anchors 0,1] [--coarse 32,64] [--thresholds 0.5,0.55 [--write-threshold]] [--start 2240 --count 64] [--json out.json]
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import occrecon  # noqa: E402
 from occrecon.data.prepare import canonical_lattice, occupancy  # noqa: E402
 from occrecon.data.shapes import random_shape  # noqa: E402
+from occrecon.io.atomic import write_bytes_atomic  # noqa: E402
 from occrecon.metrics import sample_surface, uniform_box_points  # noqa: E402
 from occrecon.registry import default_model  # noqa: E402
 from quality import scores  # noqa: E402
@@ -62,6 +66,8 @@ def main() -> int:
     parser.add_argument("--winding", default="0", help="comma-separated 0 (no winding-number prior) and/or 1 (with it)")
     parser.add_argument("--anchors", default="0", help="comma-separated 0 (plain MISE) and/or 1 (cells near the input points always subdivided)")
     parser.add_argument("--coarse", default="", help="comma-separated coarse MISE resolutions, each refined to the model's final grid (default: the model's)")
+    parser.add_argument("--thresholds", default="", help="comma-separated occupancy thresholds (default: the model's)")
+    parser.add_argument("--write-threshold", action="store_true", help="write the threshold with the best mean IoU into the model folder's config.json")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -70,10 +76,20 @@ def main() -> int:
     default_coarse = int(model.generation.get("resolution", 32))
     final = default_coarse * 2 ** int(model.generation.get("upsampling_steps", 2))
     coarse = counts(args.coarse) or [default_coarse]
+    thresholds = [float(t) for t in args.thresholds.split(",") if t.strip()] or [float(model.generation.get("threshold", 0.2))]
     variants = [
-        (r, f, w, c, a) for r in counts(args.rotations) for f in counts(args.fit_steps) for w in counts(args.winding) for c in coarse for a in counts(args.anchors)
+        (r, f, w, c, a, t)
+        for r in counts(args.rotations)
+        for f in counts(args.fit_steps)
+        for w in counts(args.winding)
+        for c in coarse
+        for a in counts(args.anchors)
+        for t in thresholds
     ]
-    label = {v: f"r{v[0]} fit {v[1]}" + (" wind" if v[2] else "") + (f" c{v[3]}" if len(coarse) > 1 else "") + (" anch" if v[4] else "") for v in variants}
+    label = {
+        v: f"r{v[0]} fit {v[1]}" + (" wind" if v[2] else "") + (f" c{v[3]}" if len(coarse) > 1 else "") + (" anch" if v[4] else "") + (f" t{v[5]:g}" if len(thresholds) > 1 else "")
+        for v in variants
+    }
     print(f"model {model.name}; shapes {args.start}-{args.start + args.count - 1} of generator seed {args.seed}")
     print(f"{'shape':18} " + " ".join(f"{label[v] + ' IoU/CD/F':>26}" for v in variants))
 
@@ -87,8 +103,8 @@ def main() -> int:
         cloud = cloud + np.random.default_rng(index).normal(scale=0.005, size=cloud.shape)
         row = {"index": index, "family": family}
         for variant in variants:
-            rotations, fit_steps, winding, resolution, anchors = variant
-            options = occrecon.ExtractionOptions(resolution=resolution, upsampling_steps=coarse_steps(resolution, final))
+            rotations, fit_steps, winding, resolution, anchors, threshold = variant
+            options = occrecon.ExtractionOptions(resolution=resolution, upsampling_steps=coarse_steps(resolution, final), threshold=threshold)
             start = time.perf_counter()
             mesh = occrecon.reconstruct(
                 model, "points", cloud, input_noise=0.0, rotations=rotations, fit_steps=fit_steps, winding=bool(winding), anchor_points=bool(anchors),
@@ -110,7 +126,38 @@ def main() -> int:
         )
     if args.json:
         args.json.write_text(json.dumps({"model": model.name, "rows": rows, "mean": mean}, indent=1))
+    if args.write_threshold:
+        reconstruction = {v[:5] for v in variants}
+        if len(reconstruction) != 1 or model.path is None:
+            raise SystemExit("--write-threshold needs a model folder and one variant apart from --thresholds")
+        sweep = {v[5]: mean[label[v]]["iou"] for v in variants}
+        best = write_threshold(model.path, sweep, describe(variants[0]), f"{args.start}-{args.start + args.count - 1} (generator seed {args.seed})")
+        print(f"wrote threshold {best:g} into {model.path / 'config.json'}")
     return 0
+
+
+def describe(variant: tuple) -> str:
+    """A reconstruction variant (rotations, fit steps, winding, coarse grid, anchors, threshold) in words, without its threshold."""
+    rotations, fit_steps, winding, resolution, anchors, _ = variant
+    return (
+        f"{rotations}-rotation ensemble, {fit_steps} fitting steps, {'with' if winding else 'without'} the winding-number prior, "
+        f"MISE from {resolution}³{' anchored at the input points' if anchors else ''}"
+    )
+
+
+def write_threshold(folder: Path, sweep: dict[float, float], reconstruction: str, shapes: str) -> float:
+    """Make the threshold of ``sweep`` (threshold → mean IoU) with the best IoU the default of the model in ``folder``."""
+    path = folder / "config.json"
+    config = json.loads(path.read_text())
+    best = max(sweep, key=sweep.get)
+    config.setdefault("generation", {})["threshold"] = best
+    config.setdefault("training", {})["reconstruction_threshold_sweep"] = {
+        "reconstruction": reconstruction,
+        "shapes": shapes,
+        "iou": {f"{t:g}": round(v, 4) for t, v in sorted(sweep.items())},
+    }
+    write_bytes_atomic(path, (json.dumps(config, indent=2) + "\n").encode())
+    return best
 
 
 if __name__ == "__main__":

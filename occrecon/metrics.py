@@ -393,15 +393,59 @@ def filled_inside_mask(
     resolution: int = 256,
     solid: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Inside test that also works for open meshes: True where ``points`` (n, 3) lie in :func:`filled_solid` or on the surface.
+    """Inside test that also works for open meshes: the inside of :func:`filled_solid`, to within float precision at its surface.
 
-    ``solid``, when given, is that filled solid already computed (it must span ``[low, high]³``).
+    The filled solid counts every voxel the surface passes through as inside,
+    which thickens the solid by about half a voxel on every side (a perfect
+    reconstruction of a closed mesh with walls 0.02 thick scored 0.86 IoU against
+    it at 256³). So in the solid's cells within two cells of its outside, the
+    side of the nearest face decides: the face's outward side is the one whose
+    probe 1.5 cells away leaves the solid; faces with both probes outside it
+    (parts thinner than 3 cells) keep the file's orientation, and faces with both
+    probes inside (buried faces) leave the point inside.
+
+    Args:
+        mesh: triangle mesh inside the box ``[low, high]³``.
+        points: (n, 3) query points.
+        low, high, resolution: the voxel grid of :func:`filled_solid`.
+        solid: that filled solid, if already computed (it must span ``[low, high]³``).
+
+    Returns:
+        (n,) bool, True inside.
     """
+    from scipy.ndimage import binary_dilation, generate_binary_structure
+
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
     if len(mesh.faces) == 0 or len(points) == 0:
-        return np.zeros(len(np.asarray(points).reshape(-1, 3)), dtype=bool)
+        return np.zeros(len(points), dtype=bool)
     if solid is None:
         solid = filled_solid(mesh, low=low, high=high, resolution=resolution)
-    return _grid_values(solid, points, low, high, False)
+    near_outside = binary_dilation(~solid, generate_binary_structure(3, 3), iterations=2)
+    inside = _grid_values(solid, points, low, high, False)
+    boundary = np.flatnonzero(inside & _grid_values(near_outside, points, low, high, True))
+    if len(boundary) == 0:
+        return inside
+    nearest, normals = _closest_surface_points(mesh, points[boundary])
+    probe = 1.5 * (high - low) / solid.shape[0]
+    ahead = _grid_values(solid, nearest + probe * normals, low, high, False)
+    behind = _grid_values(solid, nearest - probe * normals, low, high, False)
+    outward = np.where((ahead & ~behind)[:, None], -normals, normals)
+    beneath = np.einsum("ij,ij->i", points[boundary] - nearest, outward) < 0.0
+    inside[boundary] = beneath | (ahead & behind)
+    return inside
+
+
+def _closest_surface_points(mesh: trimesh.Trimesh, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The nearest point of ``mesh`` to each of (n, 3) ``points`` and the unit normal of its face (open3d)."""
+    import open3d as o3d
+
+    vertices, faces = _faces_and_vertices(mesh)
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(vertices.astype(np.float32)), o3d.core.Tensor(faces.astype(np.uint32)))
+    found = scene.compute_closest_points(o3d.core.Tensor(points.astype(np.float32)))
+    # Degenerate faces have no normal: a zero one leaves their points as the voxels say.
+    normals = np.nan_to_num(found["primitive_normals"].numpy().astype(np.float64))
+    return found["points"].numpy().astype(np.float64), normals
 
 
 def exterior_depth(solid: np.ndarray) -> np.ndarray:

@@ -293,4 +293,4 @@ def test_the_bundled_points_model_anchors_mise_and_its_card_says_so():
     assert config["generation"]["anchor_points"] is True
     assert "MISE anchored at the input points by default" in model_card(config)
     config["generation"]["anchor_points"] = False
-    assert "anchored" not in model_card(config)
+    assert "MISE anchored at the input points by default" not in model_card(config)

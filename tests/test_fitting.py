@@ -147,5 +147,6 @@ def test_the_model_card_says_how_the_model_reconstructs_by_default():
     assert "under 7 random rotations" in card and "for 60 Adam steps" in card and "stay wrong" in card
     config["generation"].update(rotations=1, fit_steps=0)
     card = model_card(config)
-    assert "rotation ensemble" not in card and "Test-time fitting" not in card and "test-time fitting" not in card
+    # (The threshold line may still name the reconstruction its sweep was run with.)
+    assert "Reconstruction: a rotation ensemble" not in card and "Test-time fitting" not in card and "The test-time fitting" not in card
 

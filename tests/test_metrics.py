@@ -304,6 +304,32 @@ def test_filled_inside_mask_handles_open_and_overlapping_meshes():
     assert not filled_inside_mask(trimesh.Trimesh(), points).any()
 
 
+def test_filled_inside_mask_does_not_thicken_thin_walls():
+    from occrecon.metrics import _grid_values, filled_inside_mask, filled_solid
+
+    # Points near a wall 0.02 thick (4.7 cells of the 256³ grid), where half a voxel per side is 20% of its volume.
+    rng = np.random.default_rng(1)
+    points = np.column_stack([rng.uniform(-0.35, 0.35, 40000), rng.uniform(-0.03, 0.03, 40000), rng.uniform(-0.35, 0.35, 40000)])
+    truth = np.abs(points[:, 1]) < 0.01
+    wall = trimesh.creation.box(extents=(0.6, 0.02, 0.6))
+    solid = filled_solid(wall)
+    voxels = _grid_values(solid, points, -0.55, 0.55, False)
+    inside = filled_inside_mask(wall, points, solid=solid)
+    within = np.all(np.abs(points[:, [0, 2]]) < 0.3, axis=1)
+    iou = lambda a, b: np.sum(a & b & within) / np.sum((a | b) & within)  # noqa: E731
+    assert iou(voxels, truth) < 0.9  # what the voxels alone say
+    assert iou(inside, truth) > 0.995
+    # The file's orientation is not trusted where the solid says which side is out: flipped faces give the same answer.
+    flipped = wall.copy()
+    flipped.invert()
+    assert np.array_equal(filled_inside_mask(flipped, points, solid=solid) & within, inside & within)
+    # A face buried in the solid (a partition inside a closed box) leaves the points around it inside.
+    box = trimesh.creation.box(extents=(0.8, 0.8, 0.8))
+    partition = trimesh.creation.box(extents=(0.7, 0.7, 0.005))
+    near_partition = np.column_stack([rng.uniform(-0.3, 0.3, 5000), rng.uniform(-0.3, 0.3, 5000), rng.uniform(-0.01, 0.01, 5000)])
+    assert filled_inside_mask(trimesh.util.concatenate([box, partition]), near_partition).all()
+
+
 def test_outer_surface_sample_leaves_out_faces_buried_in_the_filled_solid():
     from occrecon.metrics import buried_mask, exterior_depth, filled_inside_mask, filled_solid, outer_surface_sample, sample_surface
 

@@ -35,3 +35,23 @@ def test_quality_benchmark_samples_the_outer_surface_unless_asked_for_all(tmp_pa
     # The partition is no reference surface any more: completeness no longer counts it as missed.
     assert outer["shelf.ply"]["voxels"]["f_score_1"] > every["shelf.ply"]["voxels"]["f_score_1"]
     assert outer["shelf.ply"]["voxels"]["iou"] == every["shelf.ply"]["voxels"]["iou"]
+
+
+def test_heldout_write_threshold_makes_the_best_reconstruction_threshold_the_default(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from heldout import write_threshold
+
+    from occrecon.loading import read_config
+    from occrecon.training import model_card
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text((ROOT / "weights" / "convonet-points-synthetic" / "config.json").read_text())
+    network_best = max(read_config(folder)["training"]["threshold_sweep"]["iou"].items(), key=lambda item: item[1])[0]
+    best = write_threshold(folder, {0.55: 0.9041, 0.45: 0.9065, 0.5: 0.9056}, "8-rotation ensemble", "2240-2303 (generator seed 0)")
+    config = read_config(folder)
+    assert best == 0.45 and config["generation"]["threshold"] == 0.45
+    assert config["training"]["reconstruction_threshold_sweep"]["iou"] == {"0.45": 0.9065, "0.5": 0.9056, "0.55": 0.9041}
+    card = model_card(config)
+    assert "Occupancy threshold 0.45: the best mean IoU of the default reconstruction (8-rotation ensemble) on held-out generated shapes 2240-2303" in card
+    assert f"The network alone (one pass) has its best volumetric IoU at {network_best} on the held-out items" in card
