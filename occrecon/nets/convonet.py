@@ -338,7 +338,8 @@ class _LocalMLP(nn.Module):
             if f in samples:
                 total = total + samples[f]
         assert isinstance(total, torch.Tensor)
-        return total.transpose(1, 2)
+        # Contiguous once here, or each of the n_blocks fc_c layers copies the transposed view again.
+        return total.transpose(1, 2).contiguous()
 
 
 class LocalDecoder(_LocalMLP):
