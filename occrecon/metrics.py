@@ -316,6 +316,16 @@ def is_closed(mesh: trimesh.Trimesh) -> bool:
     return bool(np.all(counts == 2))
 
 
+def _raycasting_scene(mesh: trimesh.Trimesh) -> Any:
+    """An open3d ``RaycastingScene`` holding the mesh's triangles (inside tests and closest points)."""
+    import open3d as o3d
+
+    vertices, faces = _faces_and_vertices(mesh)
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(vertices.astype(np.float32)), o3d.core.Tensor(faces.astype(np.uint32)))
+    return scene
+
+
 def inside_mask(mesh: trimesh.Trimesh, points: np.ndarray) -> np.ndarray:
     """Which points lie inside a closed mesh (open3d ray casting, majority of 3 rays).
 
@@ -329,13 +339,9 @@ def inside_mask(mesh: trimesh.Trimesh, points: np.ndarray) -> np.ndarray:
     import open3d as o3d  # imported here: it is heavy and only the IoU needs it
 
     points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-    vertices, faces = _faces_and_vertices(mesh)
-    if len(faces) == 0 or len(points) == 0:
+    if len(mesh.faces) == 0 or len(points) == 0:
         return np.zeros(len(points), dtype=bool)
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(
-        o3d.core.Tensor(vertices.astype(np.float32)), o3d.core.Tensor(faces.astype(np.uint32))
-    )
+    scene = _raycasting_scene(mesh)
     # Three rays and a majority vote: a single ray that grazes an edge or vertex flips the parity.
     occupancy = scene.compute_occupancy(o3d.core.Tensor(points.astype(np.float32)), nsamples=3)
     return occupancy.numpy() > 0.5
@@ -439,10 +445,7 @@ def _closest_surface_points(mesh: trimesh.Trimesh, points: np.ndarray) -> tuple[
     """The nearest point of ``mesh`` to each of (n, 3) ``points`` and the unit normal of its face (open3d)."""
     import open3d as o3d
 
-    vertices, faces = _faces_and_vertices(mesh)
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor(vertices.astype(np.float32)), o3d.core.Tensor(faces.astype(np.uint32)))
-    found = scene.compute_closest_points(o3d.core.Tensor(points.astype(np.float32)))
+    found = _raycasting_scene(mesh).compute_closest_points(o3d.core.Tensor(points.astype(np.float32)))
     # Degenerate faces have no normal: a zero one leaves their points as the voxels say.
     normals = np.nan_to_num(found["primitive_normals"].numpy().astype(np.float64))
     return found["points"].numpy().astype(np.float64), normals
