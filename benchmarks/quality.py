@@ -64,6 +64,7 @@ from occrecon.metrics import (
     nearest_neighbors,
     outer_surface_sample,
     sample_surface,
+    sealed_inside_mask,
     uniform_box_points,
 )
 from occrecon.registry import default_model
@@ -102,10 +103,8 @@ def load_unit_mesh(path: Path, canonical: bool = True) -> trimesh.Trimesh:
 
 def solid_mask(mesh: trimesh.Trimesh, points: np.ndarray, solid: np.ndarray) -> np.ndarray | None:
     """Inside test by the mesh's filled voxelisation ``solid``, exact at the surface; None when the mesh encloses nothing (see the module docstring)."""
-    filled = filled_inside_mask(mesh, points, solid=solid)
-    # Filling failed if the solid is no thicker than the surface itself.
-    shell_fraction = mesh.area * (1.1 / 256) / 1.1**3
-    return filled if filled.mean() > 2.0 * shell_fraction else None
+    # Closed meshes too: ray parity fails where closed parts overlap.
+    return sealed_inside_mask(mesh, points, solid=solid)
 
 
 def scores(pred: trimesh.Trimesh | None, gt_points: np.ndarray, gt_inside: np.ndarray | None, iou_points: np.ndarray, seed: int = 0) -> dict:

@@ -147,6 +147,7 @@ def evaluate_pair(
     f_thresholds: Sequence[float] = DEFAULT_F_THRESHOLDS,
     iou_points: int = 100_000,
     units: str | None = None,
+    open_meshes: str = "fill",
     name: str | None = None,
 ) -> EvalResult:
     """Evaluate one prediction file against one ground-truth file.
@@ -167,6 +168,7 @@ def evaluate_pair(
         f_thresholds=f_thresholds,
         iou_points=iou_points,
         units=units,
+        open_meshes=open_meshes,
     )
     pred_path = Path(pred_path)
     return _evaluate(name or pred_path.stem, pred_path, Path(gt_path), options)

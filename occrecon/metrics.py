@@ -47,6 +47,8 @@ __all__ = [
     "inside_mask",
     "filled_solid",
     "filled_inside_mask",
+    "sealed_inside_mask",
+    "OPEN_MESH_MODES",
     "exterior_depth",
     "buried_mask",
     "outer_surface_sample",
@@ -66,6 +68,10 @@ UNIT_FRAME_LABEL = "unit-cube (GT longest side = 1)"
 # Upstream scores an empty prediction with the diagonal of the unit cube, the largest distance two
 # points of a normalised object can have.
 _WORST_UNIT_DISTANCE = math.sqrt(3.0)
+
+#: How :func:`evaluate_meshes` takes the inside of a mesh that is not closed: ``fill`` seals it
+#: (:func:`sealed_inside_mask`), ``skip`` leaves the IoU out.
+OPEN_MESH_MODES: tuple[str, ...] = ("fill", "skip")
 
 STATUS_OK = "ok"
 STATUS_EMPTY = "empty prediction"
@@ -451,6 +457,35 @@ def _closest_surface_points(mesh: trimesh.Trimesh, points: np.ndarray) -> tuple[
     return found["points"].numpy().astype(np.float64), normals
 
 
+def sealed_inside_mask(
+    mesh: trimesh.Trimesh,
+    points: np.ndarray,
+    *,
+    low: float = -0.55,
+    high: float = 0.55,
+    resolution: int = 256,
+    solid: np.ndarray | None = None,
+) -> np.ndarray | None:
+    """:func:`filled_inside_mask` of a mesh that is not closed, or None when sealing its holes encloses nothing.
+
+    Filling seals holes up to about two cells wide. A mesh with wider holes, or one
+    made of open sheets, leaves a "solid" no thicker than its own surface voxels;
+    its inside is then undefined rather than a thin shell.
+
+    Args:
+        mesh, low, high, resolution, solid: as :func:`filled_inside_mask` takes them.
+        points: (n, 3) query points, uniform in the box ``[low, high]³``: the share
+            inside them estimates the enclosed volume.
+
+    Returns:
+        (n,) bool, True inside, or None.
+    """
+    inside = filled_inside_mask(mesh, points, low=low, high=high, resolution=resolution, solid=solid)
+    # The surface voxels alone fill about area * cell of the box's volume; a real solid fills clearly more.
+    shell_fraction = float(mesh.area) * ((high - low) / resolution) / (high - low) ** 3
+    return inside if inside.mean() > 2.0 * shell_fraction else None
+
+
 def exterior_depth(solid: np.ndarray) -> np.ndarray:
     """(r, r, r) float: each cell's distance, in cells, to the nearest cell outside ``solid`` (0 outside it)."""
     from scipy.ndimage import distance_transform_edt
@@ -549,10 +584,6 @@ def volumetric_iou(pred_mesh: trimesh.Trimesh, gt_mesh: trimesh.Trimesh, points:
     reason = iou_skip_reason(pred_mesh, gt_mesh)
     if reason is not None:
         raise ValueError(reason)
-    return _occupancy_iou(pred_mesh, gt_mesh, points)
-
-
-def _occupancy_iou(pred_mesh: trimesh.Trimesh, gt_mesh: trimesh.Trimesh, points: np.ndarray) -> float:
     return float(iou_from_occupancy(inside_mask(pred_mesh, points), inside_mask(gt_mesh, points)))
 
 
@@ -706,6 +737,50 @@ class MeshMetrics:
         return result
 
 
+def _mesh_iou(pred: trimesh.Trimesh | None, gt: trimesh.Trimesh, n_points: int, seed: int, open_meshes: str, notes: list[str]) -> float | None:
+    """Volumetric IoU of ``pred`` (None: empty or degenerate) and ``gt``, both in the GT's unit frame; appends what was done to ``notes``."""
+    if open_meshes == "skip":
+        reason = iou_skip_reason(pred if pred is not None else trimesh.Trimesh(), gt)
+        if reason is not None:
+            notes.append(reason)
+            return None
+    gt_closed = is_closed(gt)
+    if pred is None and gt_closed:
+        return 0.0
+    low, high = np.full(3, -IOU_BOX_HALF_EXTENT), np.full(3, IOU_BOX_HALF_EXTENT)
+    if pred is not None:
+        pred_low, pred_high = pred.bounds
+        if (pred_low < low).any() or (pred_high > high).any():
+            # Upstream's fixed box would silently cut off the part of the prediction that sticks out,
+            # which inflates its IoU; the box grows instead (same result whenever the prediction fits).
+            low, high = np.minimum(low, pred_low), np.maximum(high, pred_high)
+            notes.append("prediction extends beyond the [-0.55, 0.55]^3 IoU box: box enlarged to cover it")
+    points = uniform_box_points(n_points, np.random.SeedSequence([seed, _STREAM_IOU]), low, high)
+    # The sealed voxelisation needs a cube; it covers the whole (possibly enlarged) box.
+    cube = {"low": float(low.min()), "high": float(high.max())}
+    if gt_closed:
+        gt_inside = inside_mask(gt, points)
+    else:
+        gt_inside = sealed_inside_mask(gt, points, **cube)
+        if gt_inside is None:
+            notes.append("ground truth not closed and encloses no volume even with its holes sealed: IoU skipped")
+            return None
+        notes.append("ground truth not closed: its inside is that of its sealed voxelisation")
+    if pred is None:
+        return 0.0
+    if is_closed(pred):
+        pred_inside = inside_mask(pred, points)
+    else:
+        sealed = sealed_inside_mask(pred, points, **cube)
+        pred_inside = sealed if sealed is not None else np.zeros(len(points), dtype=bool)
+        notes.append(
+            "prediction not closed: its inside is that of its sealed voxelisation"
+            if sealed is not None
+            else "prediction not closed and encloses no volume even with its holes sealed: IoU 0"
+        )
+    return float(iou_from_occupancy(pred_inside, gt_inside))
+
+
 def evaluate_meshes(
     pred: trimesh.Trimesh,
     gt: trimesh.Trimesh,
@@ -715,6 +790,7 @@ def evaluate_meshes(
     f_thresholds: Sequence[float] = DEFAULT_F_THRESHOLDS,
     iou_points: int = 100_000,
     units: str | None = None,
+    open_meshes: str = "fill",
 ) -> MeshMetrics:
     """Score a predicted mesh against a ground-truth mesh with the ONet/ConvONet metrics.
 
@@ -731,6 +807,9 @@ def evaluate_meshes(
         f_thresholds: F-score thresholds, in unit-frame units (or input units when ``normalize=False``).
         iou_points: uniform points in the padded box [-0.55, 0.55]^3 of the unit frame; 0 skips the IoU.
         units: name of the input units (e.g. ``"m"``); only valid with ``normalize=False``.
+        open_meshes: the IoU of a mesh that is not closed (ray parity needs a closed one): ``fill``
+            takes the inside of its sealed voxelisation (:func:`sealed_inside_mask`; 256³ cells over
+            the IoU box, holes up to about two cells sealed), ``skip`` leaves the IoU out.
 
     Returns:
         The :class:`MeshMetrics`.
@@ -741,6 +820,8 @@ def evaluate_meshes(
     """
     if normalize and units is not None:
         raise ValueError("units name the input frame, so they only apply with normalize=False")
+    if open_meshes not in OPEN_MESH_MODES:
+        raise ValueError(f"open_meshes must be one of {OPEN_MESH_MODES}, got {open_meshes!r}")
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
     thresholds = tuple(float(t) for t in f_thresholds)
@@ -769,23 +850,7 @@ def evaluate_meshes(
 
     iou: float | None = None
     if iou_points > 0:
-        reason = iou_skip_reason(pred_unit, gt_unit)
-        if reason is not None:
-            notes.append(reason)
-        elif status != STATUS_OK:
-            iou = 0.0
-        else:
-            low = np.full(3, -IOU_BOX_HALF_EXTENT)
-            high = np.full(3, IOU_BOX_HALF_EXTENT)
-            pred_low, pred_high = pred_unit.bounds
-            if (pred_low < low).any() or (pred_high > high).any():
-                # Upstream's fixed box would silently cut off the part of the prediction that sticks out,
-                # which inflates its IoU; the box grows instead (same result whenever the prediction fits).
-                low, high = np.minimum(low, pred_low), np.maximum(high, pred_high)
-                notes.append("prediction extends beyond the [-0.55, 0.55]^3 IoU box: box enlarged to cover it")
-            points = uniform_box_points(iou_points, np.random.SeedSequence([seed, _STREAM_IOU]), low, high)
-            # Closedness was checked just above; volumetric_iou would check it again.
-            iou = _occupancy_iou(pred_unit, gt_unit, points)
+        iou = _mesh_iou(pred_unit if status == STATUS_OK else None, gt_unit, iou_points, seed, open_meshes, notes)
     else:
         notes.append("IoU not requested")
 

@@ -193,9 +193,19 @@ def test_empty_and_open_predictions_are_evaluated(app, tmp_path):
 
     mesh = sphere(1.0)
     trimesh.Trimesh(mesh.vertices, mesh.faces[5:]).export(tmp_path / "open.obj")
-    pair = evaluate_pair(tmp_path / "open.obj", tmp_path / "gt.obj", n_samples=5000, iou_points=5000)
+    pair = evaluate_pair(tmp_path / "open.obj", tmp_path / "gt.obj", n_samples=5000, iou_points=5000, open_meshes="skip")
     assert pair.status == "ok" and pair.metrics.iou is None
     assert "prediction not closed: IoU skipped" in pair.metrics.notes
+    # By default an open mesh is sealed; this one's hole is too wide, so it encloses nothing.
+    result = invoke(app, tmp_path / "open.obj", tmp_path / "gt.obj", "--json", *FAST)
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    (item,) = document["items"]
+    assert document["open_meshes"] == "fill" and item["iou"] == 0.0
+    assert "prediction not closed and encloses no volume even with its holes sealed: IoU 0" in item["notes"]
+    skipped = json.loads(invoke(app, tmp_path / "open.obj", tmp_path / "gt.obj", "--json", "--open-meshes", "skip", *FAST).stdout)
+    assert skipped["items"][0]["iou"] is None
+    assert invoke(app, tmp_path / "open.obj", tmp_path / "gt.obj", "--open-meshes", "parity").exit_code == 2
 
 
 def test_bad_ground_truth_is_one_error_line(app, tmp_path):

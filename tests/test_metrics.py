@@ -251,16 +251,39 @@ def test_degenerate_prediction_is_reported_with_the_worst_values(mesh, why):
     assert result.chamfer_l1 == pytest.approx(SQRT3) and result.iou == 0.0
 
 
-def test_open_prediction_skips_only_the_iou():
-    result = M.evaluate_meshes(open_sphere(1.0), sphere(1.0), n_samples=20_000)
+def test_open_meshes_skip_leaves_out_only_the_iou():
+    result = M.evaluate_meshes(open_sphere(1.0), sphere(1.0), n_samples=20_000, open_meshes="skip")
     assert result.status == "ok"
     assert result.iou is None
     assert "prediction not closed: IoU skipped" in result.notes
     assert result.chamfer_l1 < 0.01 and result.normal_consistency > 0.95
 
-    gt_open = M.evaluate_meshes(sphere(1.0), open_sphere(1.0), n_samples=20_000)
+    gt_open = M.evaluate_meshes(sphere(1.0), open_sphere(1.0), n_samples=20_000, open_meshes="skip")
     assert gt_open.iou is None
     assert "ground truth not closed: IoU skipped" in gt_open.notes
+    with pytest.raises(ValueError, match="open_meshes"):
+        M.evaluate_meshes(sphere(1.0), sphere(1.0), open_meshes="parity")
+
+
+def test_open_meshes_fill_seals_small_holes_and_refuses_sheets():
+    fine = trimesh.creation.icosphere(subdivisions=5, radius=1.0)
+    pinhole = trimesh.Trimesh(fine.vertices, fine.faces[1:], process=False)  # a hole under two of the 256 cells
+    smaller = trimesh.creation.icosphere(subdivisions=5, radius=0.8)
+    for pred, gt in ((pinhole, fine), (fine, pinhole), (smaller, pinhole)):
+        result = M.evaluate_meshes(pred, gt, n_samples=5000, iou_points=20_000)
+        closed = M.evaluate_meshes(smaller if pred is smaller else fine, fine, n_samples=5000, iou_points=20_000)
+        assert result.iou == pytest.approx(closed.iou, abs=0.005)
+        side = "prediction" if pred is pinhole else "ground truth"
+        assert f"{side} not closed: its inside is that of its sealed voxelisation" in result.notes
+    assert M.evaluate_meshes(smaller, pinhole, n_samples=5000, iou_points=20_000).iou == pytest.approx(0.8**3, abs=0.02)
+
+    # Wide holes and open sheets enclose nothing: no IoU against them, IoU 0 for a prediction.
+    gt_open = M.evaluate_meshes(sphere(1.0), open_sphere(1.0), n_samples=5000, iou_points=20_000)
+    assert gt_open.iou is None
+    assert "ground truth not closed and encloses no volume even with its holes sealed: IoU skipped" in gt_open.notes
+    pred_open = M.evaluate_meshes(open_sphere(1.0), sphere(1.0), n_samples=5000, iou_points=20_000)
+    assert pred_open.iou == 0.0
+    assert "prediction not closed and encloses no volume even with its holes sealed: IoU 0" in pred_open.notes
 
 
 def test_fixed_seed_is_deterministic():

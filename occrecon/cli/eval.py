@@ -16,6 +16,7 @@ import json
 import math
 import sys
 import traceback
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -35,6 +36,13 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 _X10_EXPLANATION = (
     "chamfer_l1_x10 is Chamfer-L1 x 10 in unit-cube units, the convention of the ONet/ConvONet papers' tables"
 )
+
+
+class OpenMeshes(str, Enum):
+    """The ``open_meshes`` modes of :func:`occrecon.metrics.evaluate_meshes`."""
+
+    fill = "fill"
+    skip = "skip"
 
 
 class _UsageError(Exception):
@@ -124,7 +132,7 @@ def _render_table(
 
     lines = []
     if mean["count"] and mean.get("iou_count", 0) != mean["count"]:
-        lines.append(f"IoU mean over {mean.get('iou_count', 0)} of {mean['count']} items (the others are not closed)")
+        lines.append(f"IoU mean over {mean.get('iou_count', 0)} of {mean['count']} items (the others have no inside: see their notes)")
     if mean["failed"]:
         lines.append(f"{mean['failed']} item(s) failed and are not in the mean")
     for result in evaluation.results:
@@ -161,6 +169,7 @@ def _json_document(evaluation: FolderEvaluation, mean: dict[str, Any], options: 
         "f_thresholds": list(options["f_thresholds"]),
         "n_samples": options["n_samples"],
         "seed": options["seed"],
+        "open_meshes": options["open_meshes"],
         "items": [result.as_dict() for result in evaluation.results],
         "mean": mean,
         "skipped": evaluation.skipped,
@@ -219,6 +228,14 @@ def eval_command(
     iou_points: Annotated[
         int, typer.Option("--iou-points", min=0, help="Uniform points for the volumetric IoU; 0 skips it.")
     ] = 100_000,
+    open_meshes: Annotated[
+        OpenMeshes,
+        typer.Option(
+            "--open-meshes",
+            help="IoU of a mesh that is not closed: fill (the inside of its voxelisation, 256³ cells over the "
+            "IoU box, with holes up to about two cells sealed) or skip (no IoU).",
+        ),
+    ] = OpenMeshes.fill,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table and no progress; errors only.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
 ) -> None:
@@ -253,6 +270,7 @@ def eval_command(
         f_thresholds=thresholds,
         iou_points=iou_points,
         units=units,
+        open_meshes=open_meshes.value,
     )
     try:
         if folder_mode:
