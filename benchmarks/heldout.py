@@ -125,7 +125,7 @@ def main() -> int:
             f"F@1% x{m['f_score_1'] / base['f_score_1']:.3f}, time x{m['seconds'] / base['seconds']:.1f}"
         )
     if args.json:
-        args.json.write_text(json.dumps({"model": model.name, "rows": rows, "mean": mean}, indent=1))
+        args.json.write_text(json.dumps({"model": model.name, "rows": rows, "mean": mean}, indent=1), encoding="utf-8")
     if args.write_threshold:
         reconstruction = {v[:5] for v in variants}
         if len(reconstruction) != 1 or model.path is None:
@@ -148,7 +148,7 @@ def describe(variant: tuple) -> str:
 def write_threshold(folder: Path, sweep: dict[float, float], reconstruction: str, shapes: str) -> float:
     """Make the threshold of ``sweep`` (threshold → mean IoU) with the best IoU the default of the model in ``folder``."""
     path = folder / "config.json"
-    config = json.loads(path.read_text())
+    config = json.loads(path.read_text(encoding="utf-8"))
     best = max(sweep, key=sweep.get)
     config.setdefault("generation", {})["threshold"] = best
     config.setdefault("training", {})["reconstruction_threshold_sweep"] = {
@@ -156,7 +156,7 @@ def write_threshold(folder: Path, sweep: dict[float, float], reconstruction: str
         "shapes": shapes,
         "iou": {f"{t:g}": round(v, 4) for t, v in sorted(sweep.items())},
     }
-    write_bytes_atomic(path, (json.dumps(config, indent=2) + "\n").encode())
+    write_bytes_atomic(path, (json.dumps(config, indent=2, ensure_ascii=False) + "\n").encode())
     return best
 
 

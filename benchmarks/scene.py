@@ -153,7 +153,7 @@ def main() -> int:
         if model.source != "bundled" or model.path is None:
             print("--update-card: only bundled models' cards are written", file=sys.stderr)
             return 2
-        (model.path / "README.md").write_text(model_card(model.config, benchmark="\n".join(card)))
+        (model.path / "README.md").write_text(model_card(model.config, benchmark="\n".join(card)), encoding="utf-8")
         print(f"updated {model.path / 'README.md'}")
     return 0
 

@@ -91,7 +91,7 @@ def read_config(folder: Path) -> dict[str, Any]:
     if not path.is_file():
         raise InvalidModelFolderError(f"{folder}: no {CONFIG_NAME} (a model folder holds {CONFIG_NAME} and {WEIGHTS_NAME})")
     try:
-        config = json.loads(path.read_text())
+        config = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidModelFolderError(f"{path}: not valid JSON ({exc})") from None
     for key in ("task", "architecture"):
@@ -165,9 +165,9 @@ def save_model_folder(
     config = {"format": "occrecon", "format_version": FORMAT_VERSION, **config}
     # Atomic, so that a run folder being loaded while training saves a new best is never torn.
     write_bytes_atomic(folder / WEIGHTS_NAME, save(state, metadata={"format": "pt", "occrecon_task": str(config["task"])}))
-    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=False) + "\n")
+    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=False, ensure_ascii=False) + "\n", encoding="utf-8")
     if card is not None:
-        (folder / CARD_NAME).write_text(card)
+        (folder / CARD_NAME).write_text(card, encoding="utf-8")
     return folder
 
 

@@ -59,7 +59,7 @@ def _bundled_entries() -> dict[str, ModelEntry]:
     if not root.is_dir():
         return entries
     for config_path in sorted(root.glob("*/config.json")):
-        config = json.loads(config_path.read_text())
+        config = json.loads(config_path.read_text(encoding="utf-8"))
         name = config.get("name", config_path.parent.name)
         entries[name] = ModelEntry(
             name=name,

@@ -411,7 +411,7 @@ def train(
     if resume:
         if not checkpoint_path.is_file():
             raise OccreconError(f"{out}: nothing to resume (no {CHECKPOINT_NAME}); drop --resume to start")
-        saved = json.loads((out / STATE_NAME).read_text())["config"]
+        saved = json.loads((out / STATE_NAME).read_text(encoding="utf-8"))["config"]
         saved.update({"steps": config.steps, "workers": config.workers, "device": config.device})
         if config.max_time_s is not None:  # a new budget replaces the saved one; none keeps it
             saved["max_time_s"] = config.max_time_s
@@ -438,8 +438,8 @@ def train(
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_step, best_iou, elapsed = int(state["step"]), float(state["best_iou"]), float(state["elapsed"])
-        history = json.loads((out / STATE_NAME).read_text()).get("history", [])
-    (out / STATE_NAME).write_text(json.dumps({"config": asdict(config), "history": history}, indent=1))
+        history = json.loads((out / STATE_NAME).read_text(encoding="utf-8")).get("history", [])
+    (out / STATE_NAME).write_text(json.dumps({"config": asdict(config), "history": history}, indent=1), encoding="utf-8")
 
     loader = torch.utils.data.DataLoader(
         _SeededItems(train_set),
@@ -455,7 +455,7 @@ def train(
             checkpoint_path,
             {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "best_iou": best_iou, "elapsed": elapsed},
         )
-        (out / STATE_NAME).write_text(json.dumps({"config": asdict(config), "history": history}, indent=1))
+        (out / STATE_NAME).write_text(json.dumps({"config": asdict(config), "history": history}, indent=1), encoding="utf-8")
 
     net.train()
     tick = time.perf_counter()
@@ -560,10 +560,10 @@ def calibrate_threshold(run: str | Path, *, device: str = "auto", n_query: int =
     from occrecon.loading import CONFIG_NAME, load_model, read_config
 
     folder = Path(run)
-    config = TrainConfig(**json.loads((folder / STATE_NAME).read_text())["config"])
+    config = TrainConfig(**json.loads((folder / STATE_NAME).read_text(encoding="utf-8"))["config"])
     model = load_model(str(folder), device=device)
     model_cfg = read_config(folder)
-    manifest = json.loads((Path(config.cache) / "manifest.json").read_text())
+    manifest = json.loads((Path(config.cache) / "manifest.json").read_text(encoding="utf-8"))
     n_total = int(manifest.get("n_rooms", manifest.get("n_shapes")))
     _, val_indices = _split(config, n_total)
     dataset = _dataset(config, val_indices, model_cfg, n_query=n_query, near_fraction=0.0)
@@ -577,7 +577,7 @@ def calibrate_threshold(run: str | Path, *, device: str = "auto", n_query: int =
         "iou": {f"{t:g}": round(v, 4) for t, v in sweep.items()},
     }
     tmp = folder / f".{CONFIG_NAME}.tmp"
-    tmp.write_text(json.dumps(model_cfg, indent=2) + "\n")
+    tmp.write_text(json.dumps(model_cfg, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, folder / CONFIG_NAME)
     _write_card(folder)
     return best, sweep
@@ -620,7 +620,7 @@ def _write_card(folder: Path) -> None:
     from occrecon.loading import CARD_NAME, read_config
 
     config = read_config(folder)
-    folder.joinpath(CARD_NAME).write_text(model_card(config))
+    folder.joinpath(CARD_NAME).write_text(model_card(config), encoding="utf-8")
 
 
 def _ensemble_lines(config: dict[str, Any]) -> list[str]:

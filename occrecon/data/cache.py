@@ -209,7 +209,7 @@ def _open_manifest(out: Path, manifest: dict[str, Any]) -> bool:
     mpath = out / MANIFEST
     was_complete = False
     if mpath.is_file():
-        old = json.loads(mpath.read_text())
+        old = json.loads(mpath.read_text(encoding="utf-8"))
         was_complete = bool(old.pop("complete", False))
         if old != manifest:
             raise InputError(
@@ -245,7 +245,7 @@ def _run_jobs(worker: Callable[[tuple], Any], jobs: list[tuple], workers: int, h
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     """Replace a JSON file atomically: several training runs may read the manifest while one writes it."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
+    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -294,7 +294,7 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
     mpath = Path(root) / MANIFEST
     if not mpath.is_file():
         raise InputError(root, "no manifest.json: not a dataset folder (run build_dataset first)")
-    manifest = json.loads(mpath.read_text())
+    manifest = json.loads(mpath.read_text(encoding="utf-8"))
     if not manifest.get("complete"):
         raise InputError(root, "dataset is incomplete; rerun build_dataset to finish it")
     return manifest
