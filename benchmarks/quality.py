@@ -8,7 +8,12 @@ For every mesh, normalised to the unit frame (bounding-box centre, longest side 
            (normals estimated and consistently oriented);
 * voxels:  the bundled voxels model on the mesh's solid 32³ grid, against
            marching cubes of that grid;
-* image:   the bundled image model on a render of the mesh in the canonical pose.
+* image:   the bundled image model on renders of the mesh in the canonical pose:
+           ``--image-views`` (8) views per mesh, each mesh with viewpoints and
+           colours of its own (seeded by its file name), scored as the mean
+           over its views. ONet's test set shows each object from a viewpoint
+           of its own; one shared viewpoint (``--shared-view``, the protocol
+           before 2026-11-28 night) showed every mesh from its +x side.
 
 The canonical pose is ShapeNet's and the generator's: y up, front towards +z.
 Real meshes come in their authors' poses (ModelNet chairs and scanned bottles
@@ -37,7 +42,7 @@ input holds surfaces that the ground truth calls solid material. The '+' after
 a name marks a mesh with buried faces; ``--all-surfaces`` samples every face
 (the protocol of the figures before 2026-11-28).
 
-    python benchmarks/quality.py [--meshes DIR] [--only points,voxels,image] [--all-surfaces] [--json out.json]
+    python benchmarks/quality.py [--meshes DIR] [--only points,voxels,image] [--image-views 8 | --shared-view] [--all-surfaces] [--json out.json]
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ import argparse
 import json
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -162,6 +168,14 @@ def solid_voxels(mesh: trimesh.Trimesh, res: int = 32, sub: int = 5, solid: np.n
     return filled_inside_mask(mesh, points, solid=solid).reshape(res, res, res, -1).any(axis=-1)
 
 
+def image_rng(name: str, shared: bool = False) -> np.random.Generator:
+    """The generator of a mesh's renders: seeded by its file name, so each mesh has its own viewpoints and colours, reproducibly.
+
+    ``shared``: the same generator for every mesh (one viewpoint for all: the protocol before 2026-11-28 night).
+    """
+    return np.random.default_rng(3 if shared else [3, zlib.crc32(name.encode())])
+
+
 def voxel_mesh(grid: np.ndarray) -> trimesh.Trimesh:
     """Marching cubes of a 32³ occupancy grid whose cell centres are -0.5 + (i + 0.5)/32."""
     res = grid.shape[0]
@@ -195,8 +209,12 @@ def main() -> int:
     parser.add_argument("--update-cards", action="store_true", help="write the figures into the bundled models' cards")
     parser.add_argument("--file-pose", action="store_true", help="measure the meshes in their files' poses, not the canonical one")
     parser.add_argument("--all-surfaces", action="store_true", help="sample inputs and references from every face, buried ones included (the protocol before 2026-11-28)")
+    parser.add_argument("--image-views", type=int, default=8, help="renders per mesh for the image model; its scores are their mean")
+    parser.add_argument("--shared-view", action="store_true", help="render every mesh from the same viewpoint, in the same colours (the protocol before 2026-11-28 night: one view, all meshes seen from azimuth 102°)")
     parser.add_argument("--timing-note", default="", help="said after the card's timing, e.g. 'while training ran on the same 2 cores'")
     args = parser.parse_args()
+    if args.image_views < 1:
+        parser.error("--image-views must be at least 1")
     if not args.meshes.is_dir():
         print(f"{args.meshes}: no such folder of meshes", file=sys.stderr)
         return 2
@@ -256,11 +274,16 @@ def main() -> int:
             row["voxels"] = scores(pred, gt_points, gt_inside, iou_points)
             row["voxel_mc"] = scores(voxel_mesh(grid), gt_points, gt_inside, iou_points)
         if "image" in tasks:
-            view = render_views(gt, np.random.default_rng(3), n_views=1, image_size=224)["images"][0]
-            start = time.perf_counter()
-            pred = occrecon.reconstruct_image(models["image"], view)
-            row["seconds"]["image"] = time.perf_counter() - start
-            row["image"] = scores(pred, gt_points, gt_inside, iou_points)
+            renders = render_views(gt, image_rng(path.name, args.shared_view), n_views=args.image_views, image_size=224)
+            per_view, seconds = [], []
+            for view, camera in zip(renders["images"], renders["camera_view"]):
+                start = time.perf_counter()
+                pred = occrecon.reconstruct_image(models["image"], view)
+                seconds.append(time.perf_counter() - start)
+                per_view.append({**scores(pred, gt_points, gt_inside, iou_points), "azimuth": float(camera[0]), "elevation": float(camera[1])})
+            row["seconds"]["image"] = float(np.median(seconds))
+            row["image"] = {k: _mean([v[k] for v in per_view]) for k in ("iou", "chamfer_l1", "f_score_1")}
+            row["image_views"] = per_view
         rows.append(row)
         mark = ("" if closed else "*") + ("+" if row.get("buried_area", 0.0) > 0.01 else "")
         print(f"{path.name + mark:28} " + " ".join(_cells(row[c]) for c in columns), flush=True)
@@ -274,9 +297,9 @@ def main() -> int:
     if "voxels" in tasks:
         print(f"voxels vs marching cubes of the input: IoU {mean['voxels']['iou'] - mean['voxel_mc']['iou']:+.3f}")
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "mean": mean, "models": {t: m.name for t, m in models.items()}}, indent=1))
+        args.json.write_text(json.dumps({"rows": rows, "mean": mean, "models": {t: m.name for t, m in models.items()}}, indent=1), encoding="utf-8")
     if args.update_cards:
-        update_cards(models, rows, mean, args.meshes, args.timing_note, canonical=not args.file_pose, all_surfaces=args.all_surfaces)
+        update_cards(models, rows, mean, args.meshes, args.timing_note, canonical=not args.file_pose, all_surfaces=args.all_surfaces, shared_view=args.shared_view)
     return 0
 
 
@@ -284,12 +307,26 @@ _BASELINES = {"points": ("poisson", "Open3D screened Poisson (depth 8, normals e
 _SETUPS = {
     "points": "3000 surface points with Gaussian noise σ = 0.005 (unit-cube units), added once: the model adds none of its own",
     "voxels": "the mesh's solid 32³ voxel grid",
-    "image": "one 224² render of the mesh (random azimuth, elevation 20-35°)",
+    "image": "{views} 224² renders of the mesh from viewpoints of its own (azimuth uniform, elevation 20-35°; colours and lighting drawn per mesh; seeded by its file name), each mesh scoring the mean over its views",
+    "image_shared": "one 224² render of the mesh, every mesh from the same viewpoint (azimuth 102°, elevation 30°) in the same colours",
 }
 
 
+def _setup(task: str, rows: list[dict], shared_view: bool) -> str:
+    if task != "image":
+        return _SETUPS[task]
+    return _SETUPS["image_shared"] if shared_view else _SETUPS["image"].format(views=len(rows[0]["image_views"]))
+
+
 def update_cards(
-    models: dict, rows: list[dict], mean: dict, meshes: Path, timing_note: str = "", canonical: bool = True, all_surfaces: bool = False
+    models: dict,
+    rows: list[dict],
+    mean: dict,
+    meshes: Path,
+    timing_note: str = "",
+    canonical: bool = True,
+    all_surfaces: bool = False,
+    shared_view: bool = False,
 ) -> None:
     """Rewrite each bundled model's README.md with the figures just measured."""
     from occrecon.training import model_card
@@ -306,7 +343,7 @@ def update_cards(
         )
         pose = f" and turned into the canonical pose (y up, front +z: {len(CANONICAL_POSES)} of them needed a turn)" if canonical else " in its file's pose"
         lines = [
-            f"Measured by `benchmarks/quality.py` on {len(rows)} real meshes ({meshes.name}/: furniture, animals, vehicles, household and CAD parts), each normalised to the unit frame{pose}; input: {_SETUPS[task]}. Unit-cube units; Chamfer-L1 is not ×10. IoU over the {n_iou} meshes that enclose a volume (the others are open sheets or have large holes); their inside is the filled 256³ voxelisation, with the side of the nearest face deciding in the voxels the surface passes through (the mesh itself scores 0.996-1.000 against it where ray parity applies). {sampled}",
+            f"Measured by `benchmarks/quality.py` on {len(rows)} real meshes ({meshes.name}/: furniture, animals, vehicles, household and CAD parts), each normalised to the unit frame{pose}; input: {_setup(task, rows, shared_view)}. Unit-cube units; Chamfer-L1 is not ×10. IoU over the {n_iou} meshes that enclose a volume (the others are open sheets or have large holes); their inside is the filled 256³ voxelisation, with the side of the nearest face deciding in the voxels the surface passes through (the mesh itself scores 0.996-1.000 against it where ray parity applies). {sampled}",
             "",
             "| method | IoU | Chamfer-L1 | F-score@1% |",
             "|---|---|---|---|",
@@ -319,7 +356,7 @@ def update_cards(
         gen = model.generation
         final = int(gen.get("resolution", 32)) * 2 ** int(gen.get("upsampling_steps", 2))
         lines += ["", f"Median reconstruction time per object: {np.median(seconds):.2f} s on {model.device} (MISE {gen.get('resolution', 32)} → {final}³{', ' + timing_note if timing_note else ''})."]
-        (model.path / "README.md").write_text(model_card(model.config, benchmark="\n".join(lines)))
+        (model.path / "README.md").write_text(model_card(model.config, benchmark="\n".join(lines)), encoding="utf-8")
         print(f"updated {model.path / 'README.md'}")
 
 

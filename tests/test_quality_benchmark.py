@@ -1,4 +1,4 @@
-"""benchmarks/quality.py end to end on two tiny meshes (the voxels task: the fastest)."""
+"""benchmarks/quality.py end to end on two tiny meshes (the voxels task: the fastest; the image task for its viewpoints)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import trimesh
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,6 +36,29 @@ def test_quality_benchmark_samples_the_outer_surface_unless_asked_for_all(tmp_pa
     # The partition is no reference surface any more: completeness no longer counts it as missed.
     assert outer["shelf.ply"]["voxels"]["f_score_1"] > every["shelf.ply"]["voxels"]["f_score_1"]
     assert outer["shelf.ply"]["voxels"]["iou"] == every["shelf.ply"]["voxels"]["iou"]
+
+
+def test_quality_benchmark_renders_each_mesh_from_its_own_viewpoints(tmp_path: Path) -> None:
+    meshes = tmp_path / "meshes"
+    meshes.mkdir()
+    trimesh.creation.box(extents=(0.8, 0.6, 0.8)).export(meshes / "box.ply")
+    trimesh.creation.icosphere(subdivisions=3).export(meshes / "ball.ply")
+    views = {}
+    for flags in (["--image-views", "2"], ["--image-views", "1", "--shared-view"]):
+        out = tmp_path / "q.json"
+        command = [sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--meshes", str(meshes), "--only", "image", "--device", "cpu", "--samples", "5000", "--iou-points", "5000", "--json", str(out)]
+        result = subprocess.run(command + flags, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr
+        rows = {row["mesh"]: row for row in json.loads(out.read_text())["rows"]}
+        views[flags[-1]] = {name: [view["azimuth"] for view in row["image_views"]] for name, row in rows.items()}
+        for row in rows.values():
+            # The mesh's scores are the mean of its views'.
+            assert row["image"]["iou"] == pytest.approx(sum(view["iou"] for view in row["image_views"]) / len(row["image_views"]))
+    own, shared = views["2"], views["--shared-view"]
+    assert len(own["box.ply"]) == 2 and own["box.ply"][0] != own["box.ply"][1]
+    assert own["box.ply"] != own["ball.ply"]
+    assert shared["box.ply"] == shared["ball.ply"]
+    assert abs(shared["box.ply"][0] - 102.3) < 0.1  # every mesh from the same side: the protocol before 2026-11-28 night
 
 
 def test_heldout_write_threshold_makes_the_best_reconstruction_threshold_the_default(tmp_path: Path) -> None:
