@@ -1,4 +1,4 @@
-"""Quality of a points model on held-out generated shapes: the set that decides what ships.
+"""Quality of a points (or image) model on held-out generated shapes: the set that decides what ships.
 
 ``benchmarks/quality.py`` measures on real meshes made by others, which must never
 steer a choice. This script measures on procedural shapes the model was not
@@ -13,7 +13,9 @@ at the input points with ``--anchors 0,1``, from every coarse MISE grid of
 ``--coarse``, each refined to the same final grid, and at every occupancy
 threshold of ``--thresholds``, which the fitting targets too) run on the same inputs;
 the last lines give each variant's figures as ratios against the first, with
-the time per object. ``--write-threshold`` makes the threshold with the best
+the time per object. An image model (``--model onet-img-synthetic --rotations 1``)
+reconstructs each shape from one 224² render (a viewpoint and colours of its own,
+seeded by the shape's index); only ``--coarse`` and ``--thresholds`` vary. ``--write-threshold`` makes the threshold with the best
 mean IoU the model folder's default and records the sweep in its config.json
 (the card states it once ``quality.py --update-cards`` rewrites it).
 
@@ -33,7 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import occrecon  # noqa: E402
-from occrecon.data.prepare import canonical_lattice, occupancy  # noqa: E402
+from occrecon.data.prepare import canonical_lattice, occupancy, render_views  # noqa: E402
 from occrecon.data.shapes import random_shape  # noqa: E402
 from occrecon.io.atomic import write_bytes_atomic  # noqa: E402
 from occrecon.metrics import sample_surface, uniform_box_points  # noqa: E402
@@ -73,6 +75,9 @@ def main() -> int:
     args = parser.parse_args()
     counts = lambda text: [int(t) for t in text.split(",") if t.strip()]  # noqa: E731
     model = occrecon.load_model(args.model, args.device)
+    image = model.task == "image"
+    if image and (counts(args.rotations) != [1] or set(counts(args.fit_steps)) != {0} or set(counts(args.winding)) != {0} or set(counts(args.anchors)) != {0}):
+        raise SystemExit(f"{model.name} is an image model: only --coarse and --thresholds vary (pass --rotations 1)")
     default_coarse = int(model.generation.get("resolution", 32))
     final = default_coarse * 2 ** int(model.generation.get("upsampling_steps", 2))
     coarse = counts(args.coarse) or [default_coarse]
@@ -87,7 +92,10 @@ def main() -> int:
         for t in thresholds
     ]
     label = {
-        v: f"r{v[0]} fit {v[1]}" + (" wind" if v[2] else "") + (f" c{v[3]}" if len(coarse) > 1 else "") + (" anch" if v[4] else "") + (f" t{v[5]:g}" if len(thresholds) > 1 else "")
+        v: ("image" if image else f"r{v[0]} fit {v[1]}" + (" wind" if v[2] else ""))
+        + (f" c{v[3]}" if len(coarse) > 1 else "")
+        + (" anch" if v[4] else "")
+        + (f" t{v[5]:g}" if len(thresholds) > 1 else "")
         for v in variants
     }
     print(f"model {model.name}; shapes {args.start}-{args.start + args.count - 1} of generator seed {args.seed}")
@@ -99,17 +107,23 @@ def main() -> int:
         gt_points, _ = sample_surface(lattice.mesh, 100_000, seed=0)
         iou_points = uniform_box_points(100_000, seed=0, low=-0.55, high=0.55)
         gt_inside = occupancy(lattice.shape, iou_points)
-        cloud, _ = sample_surface(lattice.mesh, 3000, seed=1)
-        cloud = cloud + np.random.default_rng(index).normal(scale=0.005, size=cloud.shape)
+        if image:
+            view = render_views(lattice.mesh, np.random.default_rng([args.seed, index]), n_views=1, image_size=224)["images"][0]
+        else:
+            cloud, _ = sample_surface(lattice.mesh, 3000, seed=1)
+            cloud = cloud + np.random.default_rng(index).normal(scale=0.005, size=cloud.shape)
         row = {"index": index, "family": family}
         for variant in variants:
             rotations, fit_steps, winding, resolution, anchors, threshold = variant
             options = occrecon.ExtractionOptions(resolution=resolution, upsampling_steps=coarse_steps(resolution, final), threshold=threshold)
             start = time.perf_counter()
-            mesh = occrecon.reconstruct(
-                model, "points", cloud, input_noise=0.0, rotations=rotations, fit_steps=fit_steps, winding=bool(winding), anchor_points=bool(anchors),
-                options=options,
-            ).mesh
+            if image:
+                mesh = occrecon.reconstruct(model, "image", view, options=options).mesh
+            else:
+                mesh = occrecon.reconstruct(
+                    model, "points", cloud, input_noise=0.0, rotations=rotations, fit_steps=fit_steps, winding=bool(winding), anchor_points=bool(anchors),
+                    options=options,
+                ).mesh
             row[label[variant]] = {**scores(mesh, gt_points, gt_inside, iou_points), "seconds": time.perf_counter() - start}
         rows.append(row)
         cells = " ".join(f"{r['iou']:>10.3f}/{r['chamfer_l1']:.4f}/{r['f_score_1']:.3f}" for r in (row[label[v]] for v in variants))
@@ -127,11 +141,11 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps({"model": model.name, "rows": rows, "mean": mean}, indent=1), encoding="utf-8")
     if args.write_threshold:
-        reconstruction = {v[:5] for v in variants}
-        if len(reconstruction) != 1 or model.path is None:
+        if len({v[:5] for v in variants}) != 1 or model.path is None:
             raise SystemExit("--write-threshold needs a model folder and one variant apart from --thresholds")
         sweep = {v[5]: mean[label[v]]["iou"] for v in variants}
-        best = write_threshold(model.path, sweep, describe(variants[0]), f"{args.start}-{args.start + args.count - 1} (generator seed {args.seed})")
+        reconstruction = f"one 224² render per shape, MISE from {variants[0][3]}³" if image else describe(variants[0])
+        best = write_threshold(model.path, sweep, reconstruction, f"{args.start}-{args.start + args.count - 1} (generator seed {args.seed})")
         print(f"wrote threshold {best:g} into {model.path / 'config.json'}")
     return 0
 

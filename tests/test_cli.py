@@ -63,19 +63,19 @@ def test_mesh_comes_back_in_the_input_frame(points_model, tmp_path, capsys):
 def test_existing_outputs_are_skipped_unless_overwrite(points_model, tmp_path, capsys):
     src = write_xyz(tmp_path / "a.xyz", sphere_cloud())
     target = tmp_path / "a.obj"
-    target.write_text("keep me")
+    target.write_text("keep me", encoding="utf-8")
     code, out, _ = run(["points", src, "--model", points_model, "-d", tmp_path, "--json", "-q"], capsys)
     assert code == 0 and json.loads(out)["status"] == "skipped"
-    assert target.read_text() == "keep me"
+    assert target.read_text(encoding="utf-8") == "keep me"
     code, out, _ = run(["points", src, "--model", points_model, "-d", tmp_path, "--json", "-q", "--overwrite"], capsys)
     assert code == 0 and json.loads(out)["status"] == "ok"
-    assert target.read_text() != "keep me"
+    assert target.read_text(encoding="utf-8") != "keep me"
 
 
 def test_one_bad_file_does_not_stop_the_batch(points_model, tmp_path, capsys):
     good = write_xyz(tmp_path / "good.xyz", sphere_cloud())
     bad = tmp_path / "bad.xyz"
-    bad.write_text("")
+    bad.write_text("", encoding="utf-8")
     nan = tmp_path / "nan.npy"
     np.save(nan, np.full((10, 3), np.nan))
     out_dir = tmp_path / "out"
@@ -94,7 +94,7 @@ def test_folder_and_glob_inputs(points_model, tmp_path, capsys):
     folder.mkdir()
     for i in range(3):
         write_xyz(folder / f"p{i}.xyz", sphere_cloud(seed=i))
-    (folder / "notes.md").write_text("not a cloud")
+    (folder / "notes.md").write_text("not a cloud", encoding="utf-8")
     code, out, _ = run(["points", folder, str(folder / "p1.*"), "--model", points_model, "-d", tmp_path / "o", "--json", "-q"], capsys)
     assert code == 0
     assert sorted(Path(json.loads(l)["input"]).name for l in out.splitlines()) == ["p0.xyz", "p1.xyz", "p2.xyz"]
@@ -182,7 +182,7 @@ def test_voxels_command(voxels_model, tmp_path, capsys):
 
 def test_debug_shows_tracebacks(points_model, tmp_path, capsys):
     bad = tmp_path / "bad.xyz"
-    bad.write_text("1 2\n")
+    bad.write_text("1 2\n", encoding="utf-8")
     code, _, err = run(["points", bad, "--model", points_model, "--debug", "-d", tmp_path], capsys)
     assert code == 1 and "Traceback" in err
 
@@ -289,7 +289,7 @@ def test_the_bundled_points_model_anchors_mise_and_its_card_says_so():
     from occrecon.registry import bundled_weights_dir
     from occrecon.training import model_card
 
-    config = json.loads((bundled_weights_dir() / "convonet-points-synthetic" / "config.json").read_text())
+    config = json.loads((bundled_weights_dir() / "convonet-points-synthetic" / "config.json").read_text(encoding="utf-8"))
     assert config["generation"]["anchor_points"] is True
     assert "MISE anchored at the input points by default" in model_card(config)
     config["generation"]["anchor_points"] = False

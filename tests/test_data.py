@@ -327,7 +327,7 @@ def test_cache_deterministic_across_workers_and_resumable(tmp_path):
         assert za.files == zb.files
         for k in za.files:
             assert np.array_equal(za[k], zb[k]), (name, k)
-    manifest = json.loads((a / "manifest.json").read_text())
+    manifest = json.loads((a / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["seed"] == 123 and manifest["n_shapes"] == 5 and manifest["complete"]
     assert manifest["generator_version"] == cache.GENERATOR_VERSION
 
@@ -429,7 +429,7 @@ def test_point_and_voxel_data_generate_without_open3d(tmp_path):
     # A GPU box or a slim container may lack open3d: only the renders need it.
     blocker = tmp_path / "blocked" / "open3d"
     blocker.mkdir(parents=True)
-    (blocker / "__init__.py").write_text('raise ImportError("open3d blocked by the test")\n')
+    (blocker / "__init__.py").write_text('raise ImportError("open3d blocked by the test")\n', encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "blocked"), os.environ.get("PYTHONPATH", "")])}
     script = (
         "import sys, numpy as np\n"

@@ -58,9 +58,9 @@ def folders(tmp_path: Path) -> tuple[Path, Path]:
     sphere(0.8).export(pred / "sphere.stl")
     sphere(1.0).export(gt / "lost.obj")
     cube().export(gt / "bad.obj")
-    (pred / "bad.obj").write_text("v 1 2\nf 1 2 3\n")
+    (pred / "bad.obj").write_text("v 1 2\nf 1 2 3\n", encoding="utf-8")
     sphere(1.0).export(pred / "extra.obj")
-    (gt / "readme.txt").write_text("not a mesh")
+    (gt / "readme.txt").write_text("not a mesh", encoding="utf-8")
     return pred, gt
 
 
@@ -183,7 +183,7 @@ def test_match_folders_requires_meshes(tmp_path):
 
 
 def test_empty_and_open_predictions_are_evaluated(app, tmp_path):
-    (tmp_path / "empty.obj").write_text("")
+    (tmp_path / "empty.obj").write_text("", encoding="utf-8")
     sphere(1.0).export(tmp_path / "gt.obj")
     result = invoke(app, tmp_path / "empty.obj", tmp_path / "gt.obj", "--json", *FAST)
     assert result.exit_code == 0, result.output
@@ -214,7 +214,7 @@ def test_bad_ground_truth_is_one_error_line(app, tmp_path):
     assert missing.exit_code == 1
     assert missing.stderr.strip() == f"Error: {tmp_path / 'nothere.obj'}: file not found"
 
-    (tmp_path / "empty_gt.obj").write_text("")
+    (tmp_path / "empty_gt.obj").write_text("", encoding="utf-8")
     empty = invoke(app, tmp_path / "pred.obj", tmp_path / "empty_gt.obj", *FAST)
     assert empty.exit_code == 1
     assert empty.stderr.strip() == f"Error: {tmp_path / 'empty_gt.obj'}: ground truth mesh has no faces"

@@ -129,9 +129,9 @@ def test_reconstruct_fits_when_asked_or_when_the_model_says_so(points_model: Pat
     np.testing.assert_array_equal(fitted.mesh.vertices, again.mesh.vertices)
 
     folder = Path(shutil.copytree(points_model, tmp_path / "fitting-model"))
-    config = json.loads((folder / "config.json").read_text())
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     config["generation"]["fit_steps"] = 4
-    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
     configured = occrecon.load_model(str(folder), "cpu")
     assert "encoding fitted to the input points (4 steps)" in occrecon.reconstruct(configured, "points", cloud).notes
     assert not any("fitted" in n for n in occrecon.reconstruct(configured, "points", cloud, fit_steps=0).notes)
@@ -141,7 +141,7 @@ def test_the_model_card_says_how_the_model_reconstructs_by_default():
     from occrecon.registry import bundled_weights_dir
     from occrecon.training import model_card
 
-    config = json.loads((bundled_weights_dir() / "convonet-points-synthetic" / "config.json").read_text())
+    config = json.loads((bundled_weights_dir() / "convonet-points-synthetic" / "config.json").read_text(encoding="utf-8"))
     config["generation"].update(rotations=8, fit_steps=60, winding_prior=False)
     card = model_card(config)
     assert "under 7 random rotations" in card and "for 60 Adam steps" in card and "stay wrong" in card

@@ -27,7 +27,7 @@ from occrecon.nets.coords import (
 )
 from occrecon.nets.scatter import pool_local, scatter_max, scatter_mean
 
-FIXTURE = json.loads((Path(__file__).parent / "data" / "upstream_keys.json").read_text())
+FIXTURE = json.loads((Path(__file__).parent / "data" / "upstream_keys.json").read_text(encoding="utf-8"))
 
 # Preset -> stem of the upstream checkpoint description it reproduces.
 CHECKPOINT_STEM = {

@@ -25,7 +25,7 @@ def test_quality_benchmark_samples_the_outer_surface_unless_asked_for_all(tmp_pa
         command = [sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--meshes", str(meshes), "--only", "voxels", "--device", "cpu", "--json", str(out)]
         result = subprocess.run(command + ([flag] if flag else []), capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stderr
-        runs[flag] = {row["mesh"]: row for row in json.loads(out.read_text())["rows"]}
+        runs[flag] = {row["mesh"]: row for row in json.loads(out.read_text(encoding="utf-8"))["rows"]}
         assert ("shelf.ply+" in result.stdout) == (flag == "")
     outer, every = runs[""], runs["--all-surfaces"]
     assert outer["box.ply"]["buried_area"] == 0.0
@@ -49,7 +49,7 @@ def test_quality_benchmark_renders_each_mesh_from_its_own_viewpoints(tmp_path: P
         command = [sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--meshes", str(meshes), "--only", "image", "--device", "cpu", "--samples", "5000", "--iou-points", "5000", "--json", str(out)]
         result = subprocess.run(command + flags, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stderr
-        rows = {row["mesh"]: row for row in json.loads(out.read_text())["rows"]}
+        rows = {row["mesh"]: row for row in json.loads(out.read_text(encoding="utf-8"))["rows"]}
         views[flags[-1]] = {name: [view["azimuth"] for view in row["image_views"]] for name, row in rows.items()}
         for row in rows.values():
             # The mesh's scores are the mean of its views'.
@@ -70,7 +70,7 @@ def test_heldout_write_threshold_makes_the_best_reconstruction_threshold_the_def
 
     folder = tmp_path / "model"
     folder.mkdir()
-    (folder / "config.json").write_text((ROOT / "weights" / "convonet-points-synthetic" / "config.json").read_text())
+    (folder / "config.json").write_text((ROOT / "weights" / "convonet-points-synthetic" / "config.json").read_text(encoding="utf-8"))
     network_best = max(read_config(folder)["training"]["threshold_sweep"]["iou"].items(), key=lambda item: item[1])[0]
     best = write_threshold(folder, {0.55: 0.9041, 0.45: 0.9065, 0.5: 0.9056}, "8-rotation ensemble", "2240-2303 (generator seed 0)")
     config = read_config(folder)
@@ -79,3 +79,18 @@ def test_heldout_write_threshold_makes_the_best_reconstruction_threshold_the_def
     card = model_card(config)
     assert "Occupancy threshold 0.45: the best mean IoU of the default reconstruction (8-rotation ensemble) on held-out generated shapes 2240-2303" in card
     assert f"The network alone (one pass) has its best volumetric IoU at {network_best} on the held-out items" in card
+
+
+def test_heldout_measures_an_image_model_on_renders_of_the_shapes(tmp_path: Path) -> None:
+    out = tmp_path / "heldout.json"
+    command = [sys.executable, str(ROOT / "benchmarks" / "heldout.py"), "--model", "onet-img-synthetic", "--device", "cpu", "--rotations", "1", "--count", "2"]
+    result = subprocess.run(command + ["--thresholds", "0.3,0.5", "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text(encoding="utf-8"))["rows"]
+    assert [row["index"] for row in rows] == [2240, 2241]
+    for row in rows:
+        assert 0.0 <= row["image t0.5"]["iou"] <= 1.0 and 0.0 <= row["image t0.3"]["iou"] <= 1.0
+        # A lower threshold keeps more of the field: the surface moves outward.
+        assert row["image t0.3"]["chamfer_l1"] != row["image t0.5"]["chamfer_l1"]
+    refused = subprocess.run(command + ["--fit-steps", "60"], capture_output=True, text=True, timeout=600)
+    assert refused.returncode != 0 and "image model" in refused.stderr

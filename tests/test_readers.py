@@ -98,7 +98,7 @@ def test_nonfinite_rows_dropped_and_counted(tmp_path, cloud):
 
 def _write_text(path: Path, rows: np.ndarray, sep: str = " ", header: str = "") -> Path:
     body = "\n".join(sep.join(f"{v:.9g}" for v in row) for row in rows)
-    path.write_text(header + body + "\n")
+    path.write_text(header + body + "\n", encoding="utf-8")
     return path
 
 
@@ -130,7 +130,7 @@ def test_txt_comma_separated_crlf_blank_lines(tmp_path, cloud):
 
 def test_xyz_nan_rows_counted(tmp_path, cloud):
     path = _write_text(tmp_path / "e.xyz", cloud)
-    path.write_text(path.read_text() + "nan nan nan\n1 inf 2\n")
+    path.write_text(path.read_text(encoding="utf-8") + "nan nan nan\n1 inf 2\n")
     pc = read_points(path)
     assert pc.dropped_nonfinite == 2 and len(pc.points) == len(cloud)
 
@@ -140,7 +140,7 @@ def test_text_parsing_is_vectorised(tmp_path, monkeypatch):
     block = np.random.default_rng(0).uniform(-5, 5, size=(1000, 6)).round(4)
     text = "\n".join(" ".join(f"{v:.4f}" for v in r) for r in block) + "\n"
     path = tmp_path / "big.xyz"
-    path.write_text("1000000\n" + text * 1000)
+    path.write_text("1000000\n" + text * 1000, encoding="utf-8")
 
     def forbidden(*a, **k):
         raise AssertionError("slow parser used")
@@ -233,7 +233,7 @@ def test_missing_empty_directory_and_suffix(tmp_path):
     folder.mkdir()
     raises_input_error(folder, read_points, folder)
     odd = tmp_path / "scan.e57"
-    odd.write_text("x")
+    odd.write_text("x", encoding="utf-8")
     err = raises_input_error(odd, read_points, odd)
     assert ".ply" in str(err) and ".xyz" in str(err) and "e57" in str(err)
 
@@ -279,21 +279,21 @@ def test_all_nan_single_and_identical_points(tmp_path):
     err = raises_input_error(same, read_points, same)
     assert "all 12 points are identical" in str(err)
     header_only = tmp_path / "hdr.ply"
-    header_only.write_text("ply\nformat ascii 1.0\nelement vertex 0\nproperty float x\nproperty float y\nproperty float z\nend_header\n")
+    header_only.write_text("ply\nformat ascii 1.0\nelement vertex 0\nproperty float x\nproperty float y\nproperty float z\nend_header\n", encoding="utf-8")
     assert "no points" in str(raises_input_error(header_only, read_points, header_only))
 
 
 def test_ragged_and_non_numeric_text_name_the_line(tmp_path, cloud):
     path = _write_text(tmp_path / "ragged.xyz", cloud[:10])
-    lines = path.read_text().splitlines()
+    lines = path.read_text(encoding="utf-8").splitlines()
     lines[4] = "1 2"
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     assert "line 5" in str(raises_input_error(path, read_points, path))
     lines[4] = "1 2 abc"
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     assert "line 5" in str(raises_input_error(path, read_points, path))
     words = tmp_path / "words.txt"
-    words.write_text("hello world\nthis is text\n")
+    words.write_text("hello world\nthis is text\n", encoding="utf-8")
     raises_input_error(words, read_points, words)
 
 
@@ -521,7 +521,7 @@ def test_bad_images(tmp_path):
     Image.new("RGB", (64, 64), (1, 2, 3)).save(tmp_path / "full.png")
     data = (tmp_path / "full.png").read_bytes()
     (tmp_path / "trunc.png").write_bytes(data[: len(data) // 2])
-    (tmp_path / "text.jpg").write_text("not an image")
+    (tmp_path / "text.jpg").write_text("not an image", encoding="utf-8")
     (tmp_path / "empty.png").write_bytes(b"")
     for name in ("trunc.png", "text.jpg", "empty.png", "missing.png"):
         raises_input_error(tmp_path / name, read_image, tmp_path / name)

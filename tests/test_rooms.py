@@ -226,7 +226,7 @@ def room_dataset(tmp_path_factory):
 def test_room_dataset_layout_and_resume(room_dataset, tmp_path):
     root = room_dataset
     assert _shards(root) == ["shard_00000.npz", "shard_00001.npz"]
-    manifest = json.loads((root / "manifest.json").read_text())
+    manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["kind"] == "rooms" and manifest["n_rooms"] == 3 and manifest["complete"]
     # The shard holds exactly the per-room arrays, concatenated.
     z = cache.open_npz_memmap(root / "shard_00000.npz")

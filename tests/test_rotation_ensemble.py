@@ -90,9 +90,9 @@ def test_the_models_generation_settings_choose_the_ensemble(points_model: Path, 
     import shutil
 
     folder = Path(shutil.copytree(points_model, tmp_path / "ensemble-model"))
-    config = json.loads((folder / "config.json").read_text())
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     config["generation"]["rotations"] = 2
-    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
     model = occrecon.load_model(str(folder), "cpu")
     cloud = lopsided_cloud()
     assert "rotation ensemble of 2 encodings" in occrecon.reconstruct(model, "points", cloud).notes

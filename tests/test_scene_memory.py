@@ -50,7 +50,7 @@ def run_measured(args: list[str], cwd: Path) -> tuple[int, int, str]:
         process = subprocess.Popen(args, cwd=cwd, stdout=stdout, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
-    return process.returncode, usage.ru_maxrss * 1024, out_path.read_text()
+    return process.returncode, usage.ru_maxrss * 1024, out_path.read_text(encoding="utf-8")
 
 
 @pytest.mark.slow

@@ -66,10 +66,10 @@ def test_run_folder_is_a_model_folder_with_a_card(tmp_path):
     assert cfg["name"] == "convonet-points-synthetic" and cfg["task"] == "points"
     assert cfg["training"]["steps"] == 2 and cfg["training"]["batch_size"] == 2
     assert 0.0 <= cfg["training"]["validation_iou"] <= 1.0
-    card = (folder / "README.md").read_text()
+    card = (folder / "README.md").read_text(encoding="utf-8")
     for fact in ("Steps: 2", "batch size 2", "Validation IoU", "Wall time", "seed 0", "turned about y"):
         assert fact in card
-    history = json.loads((folder / "training_state.json").read_text())["history"]
+    history = json.loads((folder / "training_state.json").read_text(encoding="utf-8"))["history"]
     assert [h["step"] for h in history] == [2]
     # The threshold is the best one on the held-out shape's uniform samples.
     sweep = cfg["training"]["threshold_sweep"]
@@ -122,13 +122,13 @@ def test_time_budget_ends_the_run_and_the_schedule(tmp_path):
     run = config(tmp_path, "budget", 1000, max_time_s=1e-9, shard_size=2)
     folder = train(run)
     assert load_model(folder, "cpu").config["training"]["steps"] == 1
-    history = json.loads((folder / "training_state.json").read_text())["history"]
+    history = json.loads((folder / "training_state.json").read_text(encoding="utf-8"))["history"]
     assert [h["step"] for h in history] == [1]
     assert sorted(p.name for p in (tmp_path / "data").glob("shard_*.npz")) == [f"shard_0000{k}.npz" for k in range(4)]
     # Resumed with the budget still spent: no further step, and the saved budget is kept.
     train(config(tmp_path, "budget", 1000, shard_size=2), resume=True)
     assert torch.load(folder / "checkpoint.pt", weights_only=True)["step"] == 1
-    assert json.loads((folder / "training_state.json").read_text())["config"]["max_time_s"] == 1e-9
+    assert json.loads((folder / "training_state.json").read_text(encoding="utf-8"))["config"]["max_time_s"] == 1e-9
 
     # The learning rate follows whichever of steps and time is nearer to its end.
     timed = TrainConfig(task="points", out="x", steps=100_000, lr=1.0, max_time_s=100.0)
@@ -168,7 +168,7 @@ def test_fine_tuning_starts_from_the_given_model(tmp_path):
     assert cfg["base_model"] == str(base)
     # The card keeps what the base had learnt: its steps, data and time.
     assert cfg["training"]["steps"] == 1 and cfg["training"]["base"]["steps"] == 2
-    card = (tuned / "README.md").read_text()
+    card = (tuned / "README.md").read_text(encoding="utf-8")
     assert f"Fine-tuned from `{base}`: 2 steps at batch size 2 on 8 shapes" in card
     with pytest.raises(OccreconError, match="is a points model, not voxels"):
         train(config(tmp_path, "wrong", 1, task="voxels", from_model=str(base)))
@@ -186,7 +186,7 @@ def test_train_command(tmp_path, capsys):
     assert lines[-1] == {"model": str(tmp_path / "cli")}
     # --any-up reaches the data (48 symmetries), the config and the card's limits.
     assert load_model(tmp_path / "cli", "cpu").config["training"]["augment_any_up"] is True
-    card = (tmp_path / "cli" / "README.md").read_text()
+    card = (tmp_path / "cli" / "README.md").read_text(encoding="utf-8")
     assert "one of the 48 signed axis permutations" in card and "any axis up" in card and "canonical pose" not in card
 
 

@@ -107,9 +107,9 @@ def test_reconstruct_adds_the_prior_when_asked_or_when_the_model_says_so(points_
     again = occrecon.reconstruct(model, "points", cloud, winding=True, rotations=2, fit_steps=3)
     np.testing.assert_array_equal(with_prior.mesh.vertices, again.mesh.vertices)
     folder = Path(shutil.copytree(points_model, tmp_path / "prior-model"))
-    config = json.loads((folder / "config.json").read_text())
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     config["generation"]["winding_prior"] = True
-    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
     configured = occrecon.load_model(str(folder), "cpu")
     assert any("winding" in note for note in occrecon.reconstruct(configured, "points", cloud).notes)
     assert not any("winding" in note for note in occrecon.reconstruct(configured, "points", cloud, winding=False).notes)
@@ -119,7 +119,7 @@ def test_the_model_card_names_the_prior():
     from occrecon.registry import bundled_weights_dir
     from occrecon.training import model_card
 
-    config = json.loads((bundled_weights_dir() / "convonet-points-synthetic" / "config.json").read_text())
+    config = json.loads((bundled_weights_dir() / "convonet-points-synthetic" / "config.json").read_text(encoding="utf-8"))
     assert config["generation"]["winding_prior"] is True
     card = model_card(config)
     assert "Winding-number prior by default" in card and "left to the winding-number prior" in card and "erodes them" in card
