@@ -52,6 +52,7 @@ import json
 import sys
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,7 @@ import trimesh
 
 import occrecon
 from occrecon.data.prepare import render_views
+from occrecon.errors import InputError
 from occrecon.extract import GridValues, marching_cubes
 from occrecon.metrics import (
     buried_mask,
@@ -168,6 +170,14 @@ def solid_voxels(mesh: trimesh.Trimesh, res: int = 32, sub: int = 5, solid: np.n
     return filled_inside_mask(mesh, points, solid=solid).reshape(res, res, res, -1).any(axis=-1)
 
 
+def or_empty(reconstruct: Callable[[], trimesh.Trimesh]) -> trimesh.Trimesh | None:
+    """The reconstruction, or None (scored as an empty prediction) where the model finds no surface above its threshold."""
+    try:
+        return reconstruct()
+    except InputError:
+        return None
+
+
 def image_rng(name: str, shared: bool = False) -> np.random.Generator:
     """The generator of a mesh's renders: seeded by its file name, so each mesh has its own viewpoints and colours, reproducibly.
 
@@ -253,7 +263,7 @@ def main() -> int:
             cloud = cloud + rng.normal(scale=0.005, size=cloud.shape)
             start = time.perf_counter()
             # The cloud carries its noise already: the model must not add its test-time 0.005 on top.
-            pred = occrecon.reconstruct_points(models["points"], cloud, input_noise=0.0)
+            pred = or_empty(lambda: occrecon.reconstruct_points(models["points"], cloud, input_noise=0.0))
             row["seconds"]["points"] = time.perf_counter() - start
             row["points"] = scores(pred, gt_points, gt_inside, iou_points)
             try:
@@ -266,11 +276,12 @@ def main() -> int:
         if "voxels" in tasks:
             grid = solid_voxels(gt, 32, solid=solid)
             start = time.perf_counter()
-            pred = occrecon.reconstruct_voxels(models["voxels"], grid.astype(np.float32))
+            pred = or_empty(lambda: occrecon.reconstruct_voxels(models["voxels"], grid.astype(np.float32)))
             row["seconds"]["voxels"] = time.perf_counter() - start
-            # A plain array is read in voxel-index units: map it back to the unit frame.
-            pred.apply_scale(1.0 / 32)
-            pred.apply_translation([-0.5, -0.5, -0.5])
+            if pred is not None:
+                # A plain array is read in voxel-index units: map it back to the unit frame.
+                pred.apply_scale(1.0 / 32)
+                pred.apply_translation([-0.5, -0.5, -0.5])
             row["voxels"] = scores(pred, gt_points, gt_inside, iou_points)
             row["voxel_mc"] = scores(voxel_mesh(grid), gt_points, gt_inside, iou_points)
         if "image" in tasks:
@@ -278,7 +289,7 @@ def main() -> int:
             per_view, seconds = [], []
             for view, camera in zip(renders["images"], renders["camera_view"]):
                 start = time.perf_counter()
-                pred = occrecon.reconstruct_image(models["image"], view)
+                pred = or_empty(lambda: occrecon.reconstruct_image(models["image"], view))
                 seconds.append(time.perf_counter() - start)
                 per_view.append({**scores(pred, gt_points, gt_inside, iou_points), "azimuth": float(camera[0]), "elevation": float(camera[1])})
             row["seconds"]["image"] = float(np.median(seconds))
