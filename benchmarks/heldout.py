@@ -15,9 +15,10 @@ threshold of ``--thresholds``, which the fitting targets too) run on the same in
 the last lines give each variant's figures as ratios against the first, with
 the time per object. An image model (``--model onet-img-synthetic --rotations 1``)
 reconstructs each shape from one 224² render (a viewpoint and colours of its own,
-seeded by the shape's index); only ``--coarse`` and ``--thresholds`` vary. ``--write-threshold`` makes the threshold with the best
-mean IoU the model folder's default and records the sweep in its config.json
-(the card states it once ``quality.py --update-cards`` rewrites it).
+seeded by the shape's index); only ``--coarse`` and ``--thresholds`` vary.
+``--write-threshold`` makes the threshold with the best mean IoU the model
+folder's default and records the sweep in its config.json (the card states it
+once ``quality.py --update-cards`` rewrites it).
 
     python benchmarks/heldout.py [--model NAME] [--rotations 1,8] [--fit-steps 0,60] [--winding 0,1] [--anchors 0,1] [--coarse 32,64] [--thresholds 0.5,0.55 [--write-threshold]] [--start 2240 --count 64] [--json out.json]
 """
