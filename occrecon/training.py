@@ -760,4 +760,8 @@ def model_card(config: dict[str, Any], benchmark: str | None = None) -> str:
         )
     if config["task"] == "image":
         lines.append("- Images: one object on a plain background, seen from a moderate elevation; the mesh is in the object's canonical frame, not the camera's.")
+        lines.append(
+            "- Which way the object faces is read off the image alone: objects whose geometry shows no front (boxes, plates, CAD parts) "
+            "can come out turned about y by a quarter or half turn."
+        )
     return "\n".join(lines) + "\n"
