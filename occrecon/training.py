@@ -379,6 +379,9 @@ def _initial_network(config: TrainConfig, model_cfg: dict[str, Any], device: tor
         cfg.update({"name": model_cfg["name"], "description": f"{base.name} fine-tuned by occrecon"})
         cfg.pop("source", None)
         cfg.pop("upstream", None)
+        if cfg.get("base_model") and isinstance(cfg.get("training"), dict):
+            # The base's own origin; its training record becomes the new model's lineage.
+            cfg["training"]["base_model"] = cfg["base_model"]
         cfg["base_model"] = base.name
         return base.net.to(device), cfg
     torch.manual_seed(config.seed)
@@ -605,8 +608,10 @@ def _final_config(model_cfg: dict[str, Any], config: TrainConfig, step: int, ela
         "augment_any_up": config.augment and config.any_up and config.task in ("points", "voxels"),
         "storage": "float16" if config.half else "float32",
     }
-    if base:  # what the fine-tuned model had learnt before, for the card
-        cfg["training"]["base"] = {k: base.get(k) for k in ("data", "n_shapes", "generator_version", "steps", "batch_size", "wall_time_s", "hardware")}
+    if base:  # what the fine-tuned model had learnt before, and where that came from, for the card
+        record = {k: base.get(k) for k in ("data", "n_shapes", "generator_version", "steps", "batch_size", "wall_time_s", "hardware")}
+        record.update({k: base[k] for k in ("base_model", "base") if base.get(k)})
+        cfg["training"]["base"] = record
     return cfg
 
 
@@ -684,13 +689,20 @@ def _lineage_lines(config: dict[str, Any]) -> list[str]:
     elif t.get("augment"):
         lines.append("- Augmentation: each item turned about y by a multiple of 90° and possibly mirrored")
     if config.get("base_model"):
-        b = t.get("base") or {}
-        before = (
-            f": {b.get('steps')} steps at batch size {b.get('batch_size')} on {b.get('n_shapes')} {b.get('data', 'shapes').split()[-1]} "
-            f"(generator v{b.get('generator_version')}), {b.get('wall_time_s')} s on {b.get('hardware')}"
-            if b else ""
-        )
-        lines.append(f"- Fine-tuned from `{config['base_model']}`{before}; the steps and wall time above are the fine-tuning's")
+
+        def stage(b: dict[str, Any]) -> str:
+            return (
+                f": {b.get('steps')} step{'' if b.get('steps') == 1 else 's'} at batch size {b.get('batch_size')} on {b.get('n_shapes')} {(b.get('data') or 'shapes').split()[-1]} "
+                f"(generator v{b.get('generator_version')}), {b.get('wall_time_s')} s on {b.get('hardware')}"
+                if b else ""
+            )
+
+        record = t.get("base") or {}
+        parts = [f"Fine-tuned from `{config['base_model']}`{stage(record)}"]
+        while record.get("base_model"):  # each stage's record names what it started from
+            name, record = record["base_model"], record.get("base") or {}
+            parts.append(f"which was fine-tuned from `{name}`{stage(record)}")
+        lines.append(f"- {'; '.join(parts)}; the steps and wall time above are the fine-tuning's")
     return lines
 
 

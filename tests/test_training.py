@@ -170,6 +170,12 @@ def test_fine_tuning_starts_from_the_given_model(tmp_path):
     assert cfg["training"]["steps"] == 1 and cfg["training"]["base"]["steps"] == 2
     card = (tuned / "README.md").read_text(encoding="utf-8")
     assert f"Fine-tuned from `{base}`: 2 steps at batch size 2 on 8 shapes" in card
+    # A second fine-tune keeps the whole lineage, each stage with its own figures.
+    again = train(config(tmp_path, "again", 3, from_model=str(tuned)))
+    card = (again / "README.md").read_text(encoding="utf-8")
+    assert f"Fine-tuned from `{tuned}`: 1 step at batch size 2 on 8 shapes" in card
+    assert f"; which was fine-tuned from `{base}`: 2 steps at batch size 2 on 8 shapes" in card
+    assert load_model(again, "cpu").config["training"]["base"]["base"]["steps"] == 2
     with pytest.raises(OccreconError, match="is a points model, not voxels"):
         train(config(tmp_path, "wrong", 1, task="voxels", from_model=str(base)))
 
