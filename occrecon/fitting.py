@@ -25,8 +25,9 @@ winding-number prior (:mod:`occrecon.winding`).
 from __future__ import annotations
 
 import contextlib
+import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -96,6 +97,84 @@ def _tensors(conditioning: Any) -> list[torch.Tensor]:
     return list(conditioning.values()) if isinstance(conditioning, dict) else [conditioning]
 
 
+class _FixedSampling(torch.autograd.Function):
+    """``matrix @ dense`` with a constant sparse ``matrix``, whose gradient is ``transposed @ grad``."""
+
+    @staticmethod
+    def forward(ctx: Any, dense: torch.Tensor, matrix: torch.Tensor, transposed: torch.Tensor) -> torch.Tensor:
+        ctx.transposed = transposed
+        return matrix @ dense
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        return ctx.transposed @ grad, None, None
+
+
+def _bilinear_matrix(uv: torch.Tensor, resolution: int) -> torch.Tensor:
+    """The (m, r²) CSR matrix of ``grid_sample(align_corners=True, padding_mode="border")`` at (m, 2) plane coordinates ``uv`` in [0, 1]."""
+    top = resolution - 1
+    xy = (uv.double() * top).clamp(0, top)
+    low = xy.floor().clamp(max=top - 1) if resolution > 1 else xy.floor()
+    frac = xy - low
+    low = low.long()
+    x0, y0 = low[:, 0], low[:, 1]
+    x1, y1 = (x0 + 1).clamp(max=top), (y0 + 1).clamp(max=top)
+    fx, fy = frac[:, 0], frac[:, 1]
+    columns = torch.stack([y0 * resolution + x0, y0 * resolution + x1, y1 * resolution + x0, y1 * resolution + x1], 1)
+    values = torch.stack([(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx], 1).float()
+    rows = torch.arange(len(uv)).repeat_interleave(4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta": nothing the user can act on
+        coo = torch.sparse_coo_tensor(
+            torch.stack([rows, columns.reshape(-1)]), values.reshape(-1), (len(uv), resolution * resolution), check_invariants=False
+        )
+        return coo.coalesce().to_sparse_csr()
+
+
+def _plane_decoder(model: OccupancyModel, member: Any, queries: torch.Tensor) -> Callable[[dict[str, torch.Tensor]], torch.Tensor] | None:
+    """``deltas -> (m,) logits`` of ``member + deltas`` at ``queries`` for a plane-feature ConvONet on the CPU, else None.
+
+    Sampling a plane is linear in it and the queries never move, so the features
+    of ``member + delta`` are those of ``member``, computed once, plus fixed sparse
+    bilinear weights times ``delta``: this replaces ``grid_sample`` and its slow
+    backward in every fitting step.
+    """
+    from occrecon.nets.convonet import LocalDecoder, sample_feature
+    from occrecon.nets.coords import normalize_coordinate
+
+    decoder = getattr(model.net, "decoder", None)
+    planes = ("xz", "xy", "yz")
+    if (
+        getattr(model.net, "method", None) != "convonet"
+        or not isinstance(decoder, LocalDecoder)
+        or decoder.c_dim == 0
+        or decoder.sample_mode != "bilinear"
+        or not isinstance(member, dict)
+        or not set(member) <= set(planes)
+        or queries.device.type != "cpu"
+    ):
+        return None
+    p = queries[None]
+    with torch.no_grad():
+        base = decoder._sum_features({f: sample_feature(normalize_coordinate(p, f, decoder.padding), fea) for f, fea in member.items()})[0]
+    matrices = {}
+    for f, fea in member.items():
+        matrix = _bilinear_matrix(normalize_coordinate(p, f, decoder.padding)[0], fea.shape[-1])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            matrices[f] = (matrix, matrix.t().to_sparse_csr())
+    order = [f for f in planes if f in member]
+
+    def decode(deltas: dict[str, torch.Tensor]) -> torch.Tensor:
+        features = base
+        for f in order:
+            flat = deltas[f][0].reshape(deltas[f].shape[1], -1).t()  # (r², channels)
+            features = features + _FixedSampling.apply(flat, *matrices[f])
+        return decoder._run(p.float(), features[None])[0].float()
+
+    return decode
+
+
 @contextlib.contextmanager
 def _frozen(module: torch.nn.Module) -> Iterator[None]:
     """Gradients for the encoding only, not for the network's weights."""
@@ -156,9 +235,10 @@ def fit_to_points(model: OccupancyModel, conditioning: Any, points: np.ndarray, 
     def shifted() -> Any:
         return _map(lambda base, delta: base + delta.to(base.dtype), member, deltas)
 
+    fast = _plane_decoder(model, member, queries) if all(t.dtype == torch.float32 for t in _tensors(member)) else None
     with _frozen(model.net), torch.enable_grad():
         for _ in range(options.steps):
-            logits = weight * decode_member(shifted()) + rest
+            logits = weight * (fast(deltas) if fast is not None else decode_member(shifted())) + rest
             loss = (query_weights * F.binary_cross_entropy_with_logits(logits, targets, reduction="none")).sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -150,3 +150,28 @@ def test_the_model_card_says_how_the_model_reconstructs_by_default():
     # (The threshold line may still name the reconstruction its sweep was run with.)
     assert "Reconstruction: a rotation ensemble" not in card and "Test-time fitting" not in card and "The test-time fitting" not in card
 
+
+
+def test_fixed_bilinear_weights_replace_grid_sample_in_the_fit(monkeypatch):
+    from occrecon import fitting
+
+    model = occrecon.load_model("convonet-points-synthetic", "cpu")
+    cloud = prepare_input("points", sphere(0.45, 3000) * [1.0, 0.6, 0.8], SPEC, seed=0).tensor
+    initial = model.net.encode(cloud[None])
+    # Queries everywhere, the border of the planes included.
+    queries = torch.cat([torch.rand(4000, 3) * 1.2 - 0.6, torch.tensor([[0.55, 0.55, 0.55], [-0.55, -0.55, -0.55], [0.55, -0.55, 0.0]])])
+    member = {key: value[:1] for key, value in initial.items()}
+    deltas = {key: torch.randn_like(value) for key, value in member.items()}
+    fast = fitting._plane_decoder(model, member, queries)
+    with torch.no_grad():
+        direct = model.net.decode(queries[None], {key: member[key] + deltas[key] for key in member})[0]
+        assert torch.allclose(fast(deltas), direct, atol=1e-3)
+    # Networks the weights do not apply to keep grid_sample.
+    assert fitting._plane_decoder(radius_model(0.3), torch.zeros(1, 1), queries) is None
+    # The whole fit agrees with the grid_sample one.
+    fitted = fit_to_points(model, initial, cloud.numpy(), threshold=0.5, options=FitOptions())
+    monkeypatch.setattr(fitting, "_plane_decoder", lambda *args: None)
+    reference = fit_to_points(model, initial, cloud.numpy(), threshold=0.5, options=FitOptions())
+    with torch.no_grad():
+        gap = (torch.sigmoid(decoder_of(model, fitted)(queries)) - torch.sigmoid(decoder_of(model, reference)(queries))).abs()
+    assert float(gap.max()) < 0.01
