@@ -38,11 +38,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import occrecon  # noqa: E402
 from occrecon.data.prepare import canonical_lattice, occupancy, render_views  # noqa: E402
 from occrecon.data.shapes import random_shape  # noqa: E402
-from occrecon.errors import InputError  # noqa: E402
 from occrecon.io.atomic import write_bytes_atomic  # noqa: E402
 from occrecon.metrics import sample_surface, uniform_box_points  # noqa: E402
 from occrecon.registry import default_model  # noqa: E402
-from quality import scores  # noqa: E402
+from quality import or_empty, scores  # noqa: E402
 
 
 def held_out_shape(seed: int, index: int):
@@ -119,16 +118,15 @@ def main() -> int:
             rotations, fit_steps, winding, resolution, anchors, threshold = variant
             options = occrecon.ExtractionOptions(resolution=resolution, upsampling_steps=coarse_steps(resolution, final), threshold=threshold)
             start = time.perf_counter()
-            try:
-                if image:
-                    mesh = occrecon.reconstruct(model, "image", view, options=options).mesh
-                else:
-                    mesh = occrecon.reconstruct(
+            if image:
+                mesh = or_empty(lambda: occrecon.reconstruct(model, "image", view, options=options).mesh)
+            else:
+                mesh = or_empty(
+                    lambda: occrecon.reconstruct(
                         model, "points", cloud, input_noise=0.0, rotations=rotations, fit_steps=fit_steps, winding=bool(winding), anchor_points=bool(anchors),
                         options=options,
                     ).mesh
-            except InputError:  # no surface above the threshold: scored as an empty prediction
-                mesh = None
+                )
             row[label[variant]] = {**scores(mesh, gt_points, gt_inside, iou_points), "seconds": time.perf_counter() - start}
         rows.append(row)
         cells = " ".join(f"{r['iou']:>10.3f}/{r['chamfer_l1']:.4f}/{r['f_score_1']:.3f}" for r in (row[label[v]] for v in variants))

@@ -109,12 +109,6 @@ def load_unit_mesh(path: Path, canonical: bool = True) -> trimesh.Trimesh:
     return mesh
 
 
-def solid_mask(mesh: trimesh.Trimesh, points: np.ndarray, solid: np.ndarray) -> np.ndarray | None:
-    """Inside test by the mesh's filled voxelisation ``solid``, exact at the surface; None when the mesh encloses nothing (see the module docstring)."""
-    # Closed meshes too: ray parity fails where closed parts overlap.
-    return sealed_inside_mask(mesh, points, solid=solid)
-
-
 def scores(pred: trimesh.Trimesh | None, gt_points: np.ndarray, gt_inside: np.ndarray | None, iou_points: np.ndarray, seed: int = 0) -> dict:
     """IoU, Chamfer-L1 and F@1% of a prediction in the unit frame (worst values for an empty one)."""
     if pred is None or len(pred.faces) == 0:
@@ -248,7 +242,8 @@ def main() -> int:
         iou_points = uniform_box_points(args.iou_points, seed=0, low=-0.55, high=0.55)
         closed = is_closed(gt)
         solid = filled_solid(gt)
-        gt_inside = solid_mask(gt, iou_points, solid)
+        # The sealed inside for closed meshes too: ray parity fails where closed parts overlap. None: it encloses nothing.
+        gt_inside = sealed_inside_mask(gt, iou_points, solid=solid)
         row = {"mesh": path.name, "closed": closed, "has_inside": gt_inside is not None, "seconds": {}}
         if gt_inside is None or args.all_surfaces:
             surface = lambda count, seed: sample_surface(gt, count, seed=seed)[0]  # noqa: E731

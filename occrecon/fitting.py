@@ -132,7 +132,7 @@ def _bilinear_matrix(uv: torch.Tensor, resolution: int) -> torch.Tensor:
 
 
 def _plane_decoder(model: OccupancyModel, member: Any, queries: torch.Tensor) -> Callable[[dict[str, torch.Tensor]], torch.Tensor] | None:
-    """``deltas -> (m,) logits`` of ``member + deltas`` at ``queries`` for a plane-feature ConvONet on the CPU, else None.
+    """``deltas -> (m,) logits`` of ``member + deltas`` at ``queries`` for a float32 plane-feature ConvONet on the CPU, else None.
 
     Sampling a plane is linear in it and the queries never move, so the features
     of ``member + delta`` are those of ``member``, computed once, plus fixed sparse
@@ -151,15 +151,17 @@ def _plane_decoder(model: OccupancyModel, member: Any, queries: torch.Tensor) ->
         or decoder.sample_mode != "bilinear"
         or not isinstance(member, dict)
         or not set(member) <= set(planes)
+        or any(fea.dtype != torch.float32 for fea in member.values())
         or queries.device.type != "cpu"
     ):
         return None
     p = queries[None]
+    uv = {f: normalize_coordinate(p, f, decoder.padding) for f in member}
     with torch.no_grad():
-        base = decoder._sum_features({f: sample_feature(normalize_coordinate(p, f, decoder.padding), fea) for f, fea in member.items()})[0]
+        base = decoder._sum_features({f: sample_feature(uv[f], fea) for f, fea in member.items()})[0]
     matrices = {}
     for f, fea in member.items():
-        matrix = _bilinear_matrix(normalize_coordinate(p, f, decoder.padding)[0], fea.shape[-1])
+        matrix = _bilinear_matrix(uv[f][0], fea.shape[-1])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             matrices[f] = (matrix, matrix.t().to_sparse_csr())
@@ -235,7 +237,7 @@ def fit_to_points(model: OccupancyModel, conditioning: Any, points: np.ndarray, 
     def shifted() -> Any:
         return _map(lambda base, delta: base + delta.to(base.dtype), member, deltas)
 
-    fast = _plane_decoder(model, member, queries) if all(t.dtype == torch.float32 for t in _tensors(member)) else None
+    fast = _plane_decoder(model, member, queries)
     with _frozen(model.net), torch.enable_grad():
         for _ in range(options.steps):
             logits = weight * (fast(deltas) if fast is not None else decode_member(shifted())) + rest
