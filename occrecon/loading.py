@@ -62,6 +62,22 @@ class OccupancyModel:
     def padding(self) -> float:
         return float(self.generation.get("padding", self.config["architecture"].get("padding", 0.1)))
 
+    @property
+    def query_rows(self) -> int:
+        """Decoder rows (query points × networks decoding them) per forward pass that suit this model on its device.
+
+        A CPU decoder is bound by memory traffic, not arithmetic: every layer
+        reads and writes a (rows, width) activation, and once that outgrows the
+        cache the same work takes 2-2.5× as long (``benchmarks/query_batch.py``).
+        So on a CPU one activation is kept near 4 MiB; a GPU wants large batches.
+        """
+        if self.device.type != "cpu":
+            return 100_000
+        decoder = getattr(self.net, "decoder", self.net)
+        widths = [m.out_features for m in decoder.modules() if isinstance(m, torch.nn.Linear)]
+        widths += [m.out_channels for m in decoder.modules() if isinstance(m, torch.nn.Conv1d)]
+        return int(min(65_536, max(4_096, (1 << 20) // max(widths, default=256))))
+
     @torch.inference_mode()
     def encode(self, inputs: torch.Tensor | None, batch_size: int = 1) -> Any:
         """Conditioning from network inputs: image (B,3,224,224) in [0,1], points (B,N,3), voxels (B,32,32,32), or None."""

@@ -41,7 +41,8 @@ class ExtractionOptions:
         upsampling_steps: MISE subdivision levels (upstream: 2, i.e. 128³).
         refine: gradient refinement steps (upstream demo: 30; default 0).
         simplify: target face count, or None to keep every face.
-        points_batch_size: network queries per forward pass.
+        points_batch_size: decoder rows (query points × ensemble members) per
+            forward pass; None picks what suits the model's device (``OccupancyModel.query_rows``).
     """
 
     threshold: float | None = None
@@ -49,7 +50,7 @@ class ExtractionOptions:
     upsampling_steps: int | None = None
     refine: int = 0
     simplify: int | None = None
-    points_batch_size: int = 100_000
+    points_batch_size: int | None = None
 
     def resolved(self, model: OccupancyModel) -> "ExtractionOptions":
         gen = model.generation
@@ -59,7 +60,7 @@ class ExtractionOptions:
             upsampling_steps=int(self.upsampling_steps if self.upsampling_steps is not None else gen.get("upsampling_steps", 2)),
             refine=int(self.refine if self.refine else gen.get("refinement_steps", 0) or 0),
             simplify=self.simplify if self.simplify is not None else gen.get("simplify_faces"),
-            points_batch_size=int(self.points_batch_size),
+            points_batch_size=int(self.points_batch_size if self.points_batch_size is not None else model.query_rows),
         )
 
 

@@ -63,7 +63,7 @@ class SceneSettings:
         trim_voxels: faces whose centre lies farther than this from every input point
             are dropped (None keeps them): what a scan cannot see, such as the backs of
             walls and the underside of the floor, is guessed by the network and left out.
-        batch_size: decoder queries per forward pass.
+        batch_size: decoder queries per forward pass (default: ``OccupancyModel.query_rows``).
     """
 
     unit_size: float
@@ -104,6 +104,7 @@ def scene_settings(model: OccupancyModel, **overrides: Any) -> SceneSettings:
         "upsampling_steps": int(scene.get("mise_upsampling_steps", 2)),
         "threshold": float(model.generation.get("threshold", 0.2)),
         "max_points_per_crop": int(scene.get("max_points_per_crop", 200_000)),
+        "batch_size": model.query_rows,
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     return SceneSettings(**values)

@@ -97,3 +97,32 @@ def test_the_models_generation_settings_choose_the_ensemble(points_model: Path, 
     cloud = lopsided_cloud()
     assert "rotation ensemble of 2 encodings" in occrecon.reconstruct(model, "points", cloud).notes
     assert not any("ensemble" in n for n in occrecon.reconstruct(model, "points", cloud, rotations=1).notes)
+
+
+def test_decoder_rows_per_pass_suit_the_device_and_leave_the_mesh_alone(points_model: Path, image_model: Path):
+    import dataclasses
+
+    from occrecon.pipeline import ExtractionOptions
+
+    model = occrecon.load_model(str(points_model), "cpu")
+    # ~4 MiB of activations per layer on a CPU (within 4096..65536 rows); large batches on a GPU.
+    assert model.query_rows == 65_536  # an 8-wide decoder
+    assert occrecon.load_model(str(image_model), "cpu").query_rows == 4_096  # 256 wide
+    assert dataclasses.replace(model, device=torch.device("cuda")).query_rows == 100_000
+    assert ExtractionOptions().resolved(model).points_batch_size == model.query_rows
+
+    rows: list[int] = []
+    decode = model.net.decode
+
+    def counting(p, c, **kwargs):
+        rows.append(p.shape[0] * p.shape[1])
+        return decode(p, c, **kwargs)
+
+    model.net.decode = counting
+    cloud = np.random.default_rng(2).normal(size=(1500, 3))
+    cloud /= np.linalg.norm(cloud, axis=1, keepdims=True)
+    small = ExtractionOptions(points_batch_size=3000, resolution=16, upsampling_steps=1)
+    meshes = [occrecon.reconstruct(model, "points", cloud, rotations=3, options=small).mesh]
+    assert 0 < max(rows) <= 3000  # rows count every member's copy of a query
+    meshes.append(occrecon.reconstruct(model, "points", cloud, rotations=3, options=dataclasses.replace(small, points_batch_size=None)).mesh)
+    np.testing.assert_allclose(meshes[0].vertices, meshes[1].vertices, atol=1e-5)
