@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 if TYPE_CHECKING:
     from occrecon.loading import OccupancyModel
@@ -106,21 +107,23 @@ class WindingPrior:
     release: float
     cap: float
 
-    def _evaluate(self, queries: torch.Tensor, chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    def _evaluate(self, queries: torch.Tensor, chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
         """(winding numbers, squared distances to the nearest point) of (m, 3) queries."""
         points, weighted = self.points.to(queries.dtype), self.weighted_normals.to(queries.dtype)
-        # |q - p|² and (p - q)·a n expanded into matrix products: one pass each over a block.
-        # Blocks of 512 queries keep each (512, n) temporary in cache: 7x faster than 4096 on a CPU.
-        offset_terms = (points * weighted).sum(dim=1)
+        # |q - p|² expands into a matrix product, and Σ_j (p_j - q)·a_j n_j / r_j³ into
+        # (1/r³) @ [p·a n | a n] minus q times the last three columns: besides the two
+        # products, three in-place passes over each (block, n) temporary. Blocks of 256
+        # queries keep that temporary in cache: 2.7x faster than 4096 on a CPU. (amin and
+        # linear, not min and @: the latter take 4-12x as long on these shapes.)
         squared_norms = (points * points).sum(dim=1)
+        moments = torch.cat([(points * weighted).sum(dim=1, keepdim=True), weighted], dim=1).T.contiguous()
         windings, nearest = [], []
         for block in queries.split(chunk):
             squared = torch.addmm(squared_norms + (block * block).sum(dim=1, keepdim=True), block, points.T, alpha=-2.0)
-            nearest.append(squared.min(dim=1).values.clamp_min(0.0))
+            nearest.append(squared.amin(dim=1).clamp_min(0.0))
             # The kernel is singular on the points; the prior is faded out there anyway.
-            inverse = squared.clamp_min(1e-4).rsqrt()
-            dipoles = torch.addmm(offset_terms.expand(len(block), -1), block, weighted.T, alpha=-1.0)
-            windings.append((dipoles * inverse.pow(3)).sum(dim=1) / (4.0 * math.pi))
+            summed = F.linear(squared.clamp_min_(1e-4).rsqrt_().pow_(3), moments)
+            windings.append((summed[:, 0] - (block * summed[:, 1:]).sum(dim=1)) / (4.0 * math.pi))
         return torch.cat(windings), torch.cat(nearest)
 
     def winding_numbers(self, queries: torch.Tensor) -> torch.Tensor:

@@ -60,6 +60,18 @@ def test_the_winding_number_follows_topology():
     np.testing.assert_allclose(winding, [1, 1, 0, 0, 0], atol=0.05)  # in the tube; in the hole, above it, outside
 
 
+def test_the_winding_sum_matches_a_direct_float64_sum():
+    points, normals = torus(0.3, 0.1, 1500)
+    weighted = normals * point_areas(points)[:, None]
+    queries = np.random.default_rng(2).uniform(-0.55, 0.55, (700, 3))  # more than one block of queries
+    offsets = points[None] - queries[:, None]
+    distance = np.linalg.norm(offsets, axis=2)
+    expected = np.einsum("mnk,nk->mn", offsets, weighted) / np.maximum(distance, 0.01) ** 3
+    winding, squared = prior_of(points, normals)._evaluate(torch.as_tensor(queries, dtype=torch.float32))
+    np.testing.assert_allclose(winding.numpy(), expected.sum(axis=1) / (4 * np.pi), atol=2e-3)
+    np.testing.assert_allclose(squared.numpy(), distance.min(axis=1) ** 2, atol=1e-5)
+
+
 def test_the_prior_fades_out_on_the_points_and_is_capped():
     points, normals = torus(0.3, 0.1, 3000)
     prior = prior_of(points, normals)
