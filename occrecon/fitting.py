@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from occrecon.metrics import nearest_neighbors
+from occrecon.optim import Adam
 
 if TYPE_CHECKING:
     from occrecon.loading import OccupancyModel
@@ -177,34 +178,6 @@ def _plane_decoder(model: OccupancyModel, member: Any, queries: torch.Tensor) ->
     return decode
 
 
-class _Adam:
-    """Adam (Kingma & Ba; torch.optim.Adam's defaults and update order) on a few tensors.
-
-    ``torch.optim`` imports ``torch._dynamo`` when its first optimizer is made,
-    2.5 s of every CLI run that fits; these few lines cost nothing to import.
-    """
-
-    def __init__(self, tensors: list[torch.Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
-        self.tensors, self.lr, self.betas, self.eps = tensors, lr, betas, eps
-        self.first = [torch.zeros_like(t) for t in tensors]
-        self.second = [torch.zeros_like(t) for t in tensors]
-        self.steps = 0
-
-    @torch.no_grad()
-    def step(self) -> None:
-        self.steps += 1
-        beta1, beta2 = self.betas
-        step_size = self.lr / (1 - beta1**self.steps)
-        correction2 = (1 - beta2**self.steps) ** 0.5
-        for tensor, first, second in zip(self.tensors, self.first, self.second):
-            if tensor.grad is None:
-                continue
-            first.lerp_(tensor.grad, 1 - beta1)
-            second.mul_(beta2).addcmul_(tensor.grad, tensor.grad, value=1 - beta2)
-            tensor.addcdiv_(first, (second.sqrt() / correction2).add_(self.eps), value=-step_size)
-            tensor.grad = None
-
-
 @contextlib.contextmanager
 def _frozen(module: torch.nn.Module) -> Iterator[None]:
     """Gradients for the encoding only, not for the network's weights."""
@@ -260,7 +233,7 @@ def fit_to_points(model: OccupancyModel, conditioning: Any, points: np.ndarray, 
         # Member 0 decodes in the main canonical frame (identity map); the other members and the prior stay as they are.
         rest = combined - weight * decode_member(member)
     deltas = _map(lambda t: torch.zeros_like(t, dtype=torch.float32, requires_grad=True), member)
-    optimizer = _Adam(_tensors(deltas), lr=options.learning_rate)
+    optimizer = Adam(_tensors(deltas), lr=options.learning_rate)
 
     def shifted() -> Any:
         return _map(lambda base, delta: base + delta.to(base.dtype), member, deltas)

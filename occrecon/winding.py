@@ -122,7 +122,11 @@ class WindingPrior:
             squared = torch.addmm(squared_norms + (block * block).sum(dim=1, keepdim=True), block, points.T, alpha=-2.0)
             nearest.append(squared.amin(dim=1).clamp_min(0.0))
             # The kernel is singular on the points; the prior is faded out there anyway.
-            summed = F.linear(squared.clamp_min_(1e-4).rsqrt_().pow_(3), moments)
+            if squared.requires_grad:  # refinement differentiates the field: no in-place ops then
+                inverse_cubed = squared.clamp_min(1e-4).rsqrt().pow(3)
+            else:
+                inverse_cubed = squared.clamp_min_(1e-4).rsqrt_().pow_(3)
+            summed = F.linear(inverse_cubed, moments)
             windings.append((summed[:, 0] - (block * summed[:, 1:]).sum(dim=1)) / (4.0 * math.pi))
         return torch.cat(windings), torch.cat(nearest)
 

@@ -176,31 +176,3 @@ def test_fixed_bilinear_weights_replace_grid_sample_in_the_fit(monkeypatch):
         gap = (torch.sigmoid(decoder_of(model, fitted)(queries)) - torch.sigmoid(decoder_of(model, reference)(queries))).abs()
     assert float(gap.max()) < 0.01
 
-
-def test_the_fits_adam_is_torchs_adam_without_its_import_cost(points_model: Path):
-    import subprocess
-    import sys
-
-    from occrecon.fitting import _Adam
-
-    start = torch.randn(4, 5, generator=torch.Generator().manual_seed(0))
-    target = torch.randn(4, 5, generator=torch.Generator().manual_seed(1))
-    ours, theirs = start.clone().requires_grad_(True), start.clone().requires_grad_(True)
-    mine, reference = _Adam([ours], lr=0.05), torch.optim.Adam([theirs], lr=0.05)
-    for _ in range(30):
-        for tensor in (ours, theirs):
-            ((tensor - target) ** 4).sum().backward()
-        mine.step()
-        reference.step()
-        reference.zero_grad(set_to_none=True)
-    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
-    assert not torch.equal(ours, start)
-    # torch.optim imports torch._dynamo (seconds) when its first optimizer is made; a CLI run must not.
-    script = (
-        "import sys, numpy as np, occrecon\n"
-        f"model = occrecon.load_model({str(points_model)!r}, 'cpu')\n"
-        "cloud = np.random.default_rng(0).normal(size=(500, 3))\n"
-        "occrecon.reconstruct(model, 'points', cloud, fit_steps=3, rotations=2, winding=True)\n"
-        "assert 'torch._dynamo' not in sys.modules, 'torch._dynamo was imported'\n"
-    )
-    subprocess.run([sys.executable, "-c", script], check=True)

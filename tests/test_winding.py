@@ -72,6 +72,22 @@ def test_the_winding_sum_matches_a_direct_float64_sum():
     np.testing.assert_allclose(squared.numpy(), distance.min(axis=1) ** 2, atol=1e-5)
 
 
+def test_the_prior_is_differentiable_for_refinement():
+    points, normals = torus(0.3, 0.1, 1500)
+    prior = prior_of(points, normals)
+    queries = torch.tensor([[0.36, 0.02, 0.0], [0.0, 0.05, 0.24]], dtype=torch.float64)
+    prior = WindingPrior(prior.points.double(), prior.weighted_normals.double(), prior.release, prior.cap)
+    q = queries.clone().requires_grad_(True)
+    (gradient,) = torch.autograd.grad(prior.logits(q).sum(), q)
+    step = 1e-6
+    for axis in range(3):
+        shift = torch.zeros(3, dtype=torch.float64)
+        shift[axis] = step
+        numeric = (prior.logits(queries + shift) - prior.logits(queries - shift)) / (2 * step)
+        np.testing.assert_allclose(gradient[:, axis].numpy(), numeric.numpy(), rtol=1e-4, atol=1e-6)
+    assert gradient.abs().max() > 1.0
+
+
 def test_the_prior_fades_out_on_the_points_and_is_capped():
     points, normals = torus(0.3, 0.1, 3000)
     prior = prior_of(points, normals)

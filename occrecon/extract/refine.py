@@ -7,6 +7,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from occrecon.optim import RMSprop
+
 DecodeFn = Callable[[torch.Tensor], torch.Tensor]
 """``decode_fn(points (n, 3) float32 tensor) -> (n,) logits``, differentiable."""
 
@@ -44,9 +46,8 @@ def refine_vertices(
     generator = torch.Generator().manual_seed(seed)
     verts = torch.tensor(np.asarray(vertices), dtype=torch.float32, device=device, requires_grad=True)
     face_idx = torch.as_tensor(np.asarray(faces), dtype=torch.long, device=device)
-    optimizer = torch.optim.RMSprop([verts], lr=learning_rate)
+    optimizer = RMSprop([verts], lr=learning_rate)
     for _ in range(steps):
-        optimizer.zero_grad()
         tri = verts[face_idx]  # (f, 3, 3)
         weights = _dirichlet(generator, len(faces))
         points = (tri * weights.to(device)[:, :, None]).sum(dim=1)
