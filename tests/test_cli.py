@@ -294,3 +294,16 @@ def test_the_bundled_points_model_anchors_mise_and_its_card_says_so():
     assert "MISE anchored at the input points by default" in model_card(config)
     config["generation"]["anchor_points"] = False
     assert "MISE anchored at the input points by default" not in model_card(config)
+
+
+def test_the_package_and_the_help_do_not_import_torch_until_needed():
+    # `import occrecon` resolves its names on first use: `occrecon --help` need not load torch (2 s).
+    script = (
+        "import sys, occrecon, occrecon.cli.main\n"
+        "assert 'torch' not in sys.modules, 'torch imported at start-up'\n"
+        "assert occrecon.load_model is occrecon.loading.load_model and 'torch' in sys.modules\n"
+        "assert occrecon.reconstruct is __import__('occrecon.pipeline').pipeline.reconstruct\n"
+        "assert set(occrecon.__all__) <= set(dir(occrecon))\n"
+        "try:\n    occrecon.no_such_name\nexcept AttributeError:\n    pass\nelse:\n    raise AssertionError('unknown names must raise AttributeError')\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)
