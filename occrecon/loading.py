@@ -23,6 +23,23 @@ CARD_NAME = "README.md"
 FORMAT_VERSION = 1
 
 
+def decoder_rows(net: torch.nn.Module, device: torch.device) -> int:
+    """Decoder rows (query points × networks decoding them) per pass that suit ``net`` on ``device``.
+
+    A CPU decoder is bound by memory traffic, not arithmetic: every layer reads
+    and writes a (rows, width) activation, and once that outgrows the cache the
+    same work takes about twice as long (``benchmarks/query_batch.py``; training's
+    backward as well). So on a CPU one activation is kept near 4 MiB: 2²⁰ / width
+    rows, within 4,096-65,536. A GPU wants large batches: 100,000.
+    """
+    if device.type != "cpu":
+        return 100_000
+    decoder = getattr(net, "decoder", net)
+    widths = [m.out_features for m in decoder.modules() if isinstance(m, torch.nn.Linear)]
+    widths += [m.out_channels for m in decoder.modules() if isinstance(m, torch.nn.Conv1d)]
+    return int(min(65_536, max(4_096, (1 << 20) // max(widths, default=256))))
+
+
 @dataclass
 class OccupancyModel:
     """A loaded network with its config: the object every reconstruction uses.
@@ -64,19 +81,8 @@ class OccupancyModel:
 
     @property
     def query_rows(self) -> int:
-        """Decoder rows (query points × networks decoding them) per forward pass that suit this model on its device.
-
-        A CPU decoder is bound by memory traffic, not arithmetic: every layer
-        reads and writes a (rows, width) activation, and once that outgrows the
-        cache the same work takes 2-2.5× as long (``benchmarks/query_batch.py``).
-        So on a CPU one activation is kept near 4 MiB; a GPU wants large batches.
-        """
-        if self.device.type != "cpu":
-            return 100_000
-        decoder = getattr(self.net, "decoder", self.net)
-        widths = [m.out_features for m in decoder.modules() if isinstance(m, torch.nn.Linear)]
-        widths += [m.out_channels for m in decoder.modules() if isinstance(m, torch.nn.Conv1d)]
-        return int(min(65_536, max(4_096, (1 << 20) // max(widths, default=256))))
+        """Decoder rows (query points × networks decoding them) per forward pass that suit this model on its device (:func:`decoder_rows`)."""
+        return decoder_rows(self.net, self.device)
 
     @torch.inference_mode()
     def encode(self, inputs: torch.Tensor | None, batch_size: int = 1) -> Any:

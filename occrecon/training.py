@@ -9,6 +9,7 @@ one that never stopped, whatever the number of loader workers.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -18,7 +19,7 @@ import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -349,6 +350,77 @@ def forward_batch(net: torch.nn.Module, batch: dict[str, Any], task: str, device
     return logits, batch["occ"].to(device)
 
 
+def _loss(logits: torch.Tensor, occ: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy summed over a shape's queries, averaged over shapes (upstream's)."""
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits, occ, reduction="none").sum(-1).mean()
+
+
+def decoder_chunks(net: torch.nn.Module, batch: dict[str, Any], task: str, device: torch.device) -> int:
+    """How many slices of each shape's queries a step decodes one after another (1: all at once).
+
+    A global-code decoder (ONet) 256 wide reads and writes a 32 MB activation per
+    layer for 16 shapes × 2048 queries; slices that keep it near 4 MiB
+    (:func:`~occrecon.loading.decoder_rows`) halved a CPU step. Plane and grid
+    encodings (ConvONet, 32 wide) fit as they are.
+    """
+    from occrecon.loading import decoder_rows
+
+    if task == "scene" or device.type != "cpu":
+        return 1
+    points = batch["points"]
+    rows = points.shape[0] * points.shape[1]
+    return max(1, min(points.shape[1], math.ceil(rows / decoder_rows(net, device))))
+
+
+@contextlib.contextmanager
+def _momentum_per_slice(module: torch.nn.Module, slices: int) -> Iterator[None]:
+    """Batch norms of ``module`` update their running statistics once per slice, with the per-step decay unchanged."""
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.momentum is not None]
+    saved = [m.momentum for m in norms]
+    for m, momentum in zip(norms, saved):
+        m.momentum = 1.0 - (1.0 - momentum) ** (1.0 / slices)
+    try:
+        yield
+    finally:
+        for m, momentum in zip(norms, saved):
+            m.momentum = momentum
+
+
+def backward_batch(
+    net: torch.nn.Module, batch: dict[str, Any], task: str, device: torch.device, crop_resolution: int = 0, slices: int | None = None
+) -> torch.Tensor:
+    """Loss of a training batch, its gradients accumulated in ``net``.
+
+    With a global code, each shape's queries are decoded in :func:`decoder_chunks`
+    interleaved slices (every k-th query, so each slice keeps the uniform /
+    near-surface mix): the decoder's gradients and the code's add up over the
+    slices, and the encoder runs backward once. The loss and gradients are those
+    of the whole batch, except that the decoder's batch norms see each slice's
+    statistics (16 shapes × 256 queries) instead of the whole batch's. ``slices``
+    overrides :func:`decoder_chunks` (1: the whole batch at once).
+    """
+    slices = decoder_chunks(net, batch, task, device) if slices is None else slices
+    if slices == 1:
+        loss = _loss(*forward_batch(net, batch, task, device, crop_resolution))
+        loss.backward()
+        return loss.detach()
+    code = net.encode(batch["inputs"].to(device))
+    if not isinstance(code, torch.Tensor):  # plane / grid features: their decoders are narrow anyway
+        loss = _loss(net.decode(batch["points"].to(device), code), batch["occ"].to(device))
+        loss.backward()
+        return loss.detach()
+    leaf = code.detach().requires_grad_(True)
+    points, occ = batch["points"].to(device), batch["occ"].to(device)
+    total = torch.zeros((), device=device)
+    with _momentum_per_slice(net.decoder, slices):
+        for k in range(slices):
+            loss = _loss(net.decode(points[:, k::slices], leaf), occ[:, k::slices])
+            loss.backward()
+            total += loss.detach()
+    code.backward(leaf.grad)
+    return total
+
+
 @torch.no_grad()
 def validation_iou(net: torch.nn.Module, dataset, device: torch.device, *, threshold: float = 0.2, seed: int = 12345, task: str = "points", crop_resolution: int = 0) -> float:
     """Mean IoU of predicted occupancy (probability ≥ threshold) on held-out items' query samples."""
@@ -468,10 +540,8 @@ def train(
             break  # resumed with the budget already spent
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(step, config, elapsed)
-        logits, occ = forward_batch(net, batch, config.task, device, crop_resolution)
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, occ, reduction="none").sum(-1).mean()
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = backward_batch(net, batch, config.task, device, crop_resolution)
         optimizer.step()
 
         now = time.perf_counter()

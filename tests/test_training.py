@@ -245,3 +245,43 @@ def test_scene_model_trains_on_rooms_and_runs_the_sliding_window(tmp_path):
         model.net.decoder.fc_out.bias -= median - np.log(threshold / (1 - threshold))
     result = reconstruct_scene(model, floor, units="m")
     assert result.n_crops - result.n_skipped >= 2 and len(result.mesh.faces) > 0
+
+
+def test_a_wide_decoder_is_trained_in_slices_with_the_whole_batchs_gradients():
+    from occrecon.training import backward_batch, decoder_chunks
+    from tiny_models import tiny_network
+
+    net = tiny_network("image")  # a 256-wide ONet decoder: 4096 rows per slice on a CPU
+    generator = torch.Generator().manual_seed(0)
+    batch = {"inputs": torch.rand(4, 3, 224, 224, generator=generator), "points": torch.rand(4, 2048, 3, generator=generator) - 0.5}
+    batch["occ"] = (batch["points"].norm(dim=-1) < 0.3).float()
+    cpu = torch.device("cpu")
+    assert decoder_chunks(net, batch, "image", cpu) == 2
+    assert decoder_chunks(net, {**batch, "points": batch["points"][:, :512]}, "image", cpu) == 1
+
+    def gradients(slices: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        net.zero_grad(set_to_none=True)
+        net.train()
+        for module in net.decoder.modules():  # batch statistics would differ between slices and the whole
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
+        loss = backward_batch(net, batch, "image", cpu, slices=slices)
+        return loss.detach(), {name: p.grad.clone() for name, p in net.named_parameters() if p.grad is not None}
+
+    whole_loss, whole = gradients(1)
+    sliced_loss, sliced = gradients(2)
+    torch.testing.assert_close(sliced_loss, whole_loss, rtol=1e-5, atol=1e-4)
+    assert whole.keys() == sliced.keys() and any(name.startswith("encoder.") for name in whole)
+    for name in whole:
+        torch.testing.assert_close(sliced[name], whole[name], rtol=1e-3, atol=1e-5)
+
+    # In training mode the running statistics move once per slice, with the step's decay.
+    norm = next(m for m in net.decoder.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
+    net.train()
+    before = norm.running_mean.clone()
+    seen: list[float] = []
+    hook = norm.register_forward_pre_hook(lambda module, args: seen.append(module.momentum))
+    backward_batch(net, batch, "image", cpu)
+    hook.remove()
+    assert seen == pytest.approx([1 - 0.9**0.5] * 2)  # two slices decay like one step at 0.1
+    assert norm.momentum == 0.1 and not torch.equal(norm.running_mean, before)
