@@ -48,6 +48,7 @@ __all__ = [
     "filled_solid",
     "filled_inside_mask",
     "sealed_inside_mask",
+    "prediction_inside_mask",
     "OPEN_MESH_MODES",
     "exterior_depth",
     "buried_mask",
@@ -768,17 +769,28 @@ def _mesh_iou(pred: trimesh.Trimesh | None, gt: trimesh.Trimesh, n_points: int, 
         notes.append("ground truth not closed: its inside is that of its sealed voxelisation")
     if pred is None:
         return 0.0
+    return float(iou_from_occupancy(prediction_inside_mask(pred, points, notes, **cube), gt_inside))
+
+
+def prediction_inside_mask(pred: trimesh.Trimesh, points: np.ndarray, notes: list[str] | None = None, *, low: float = -0.55, high: float = 0.55) -> np.ndarray:
+    """(n,) bool: which points lie inside a predicted mesh, as IoU counts them.
+
+    Ray parity where the mesh is closed (:func:`is_closed`); otherwise its sealed
+    voxelisation (:func:`sealed_inside_mask` over ``[low, high]³``), and nothing
+    where sealing encloses no volume: an open sheet predicts no solid. What was
+    done is appended to ``notes``. ``occrecon eval`` and ``benchmarks/quality.py``
+    both score predictions this way.
+    """
     if is_closed(pred):
-        pred_inside = inside_mask(pred, points)
-    else:
-        sealed = sealed_inside_mask(pred, points, **cube)
-        pred_inside = sealed if sealed is not None else np.zeros(len(points), dtype=bool)
+        return inside_mask(pred, points)
+    sealed = sealed_inside_mask(pred, points, low=low, high=high)
+    if notes is not None:
         notes.append(
             "prediction not closed: its inside is that of its sealed voxelisation"
             if sealed is not None
             else "prediction not closed and encloses no volume even with its holes sealed: IoU 0"
         )
-    return float(iou_from_occupancy(pred_inside, gt_inside))
+    return sealed if sealed is not None else np.zeros(len(points), dtype=bool)
 
 
 def evaluate_meshes(

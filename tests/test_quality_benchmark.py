@@ -94,3 +94,23 @@ def test_heldout_measures_an_image_model_on_renders_of_the_shapes(tmp_path: Path
         assert row["image t0.3"]["chamfer_l1"] != row["image t0.5"]["chamfer_l1"]
     refused = subprocess.run(command + ["--fit-steps", "60"], capture_output=True, text=True, timeout=600)
     assert refused.returncode != 0 and "image model" in refused.stderr
+
+
+def test_quality_benchmark_scores_predictions_as_occrecon_eval_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import numpy as np
+    from quality import scores
+
+    from occrecon.metrics import evaluate_meshes, sample_surface, sealed_inside_mask, uniform_box_points
+
+    gt = trimesh.creation.icosphere(subdivisions=4, radius=0.4)
+    gt_points, _ = sample_surface(gt, 5000, seed=0)
+    iou_points = uniform_box_points(20_000, 0)
+    gt_inside = sealed_inside_mask(gt, iou_points)
+    # An open sheet encloses nothing: IoU 0 in both, not the thin shell of its voxels.
+    sheet = trimesh.Trimesh(gt.vertices, gt.faces[gt.triangles_center[:, 1] > 0.0], process=False)
+    assert scores(sheet, gt_points, gt_inside, iou_points)["iou"] == 0.0
+    assert evaluate_meshes(sheet, gt, n_samples=5000, iou_points=20_000).iou == 0.0
+    # A triangle soup of a closed mesh (every face with vertices of its own, as STL stores it) is closed.
+    soup = trimesh.Trimesh(gt.triangles.reshape(-1, 3), np.arange(len(gt.faces) * 3).reshape(-1, 3), process=False)
+    assert scores(soup, gt_points, gt_inside, iou_points)["iou"] == pytest.approx(1.0, abs=0.01)
