@@ -355,17 +355,22 @@ def _loss(logits: torch.Tensor, occ: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.binary_cross_entropy_with_logits(logits, occ, reduction="none").sum(-1).mean()
 
 
+def _global_code(net: torch.nn.Module) -> bool:
+    """True for ONet networks, whose encoding is one (B, c_dim) code rather than feature planes or grids."""
+    return getattr(net, "method", None) == "onet"
+
+
 def decoder_chunks(net: torch.nn.Module, batch: dict[str, Any], task: str, device: torch.device) -> int:
     """How many slices of each shape's queries a step decodes one after another (1: all at once).
 
     A global-code decoder (ONet) 256 wide reads and writes a 32 MB activation per
     layer for 16 shapes × 2048 queries; slices that keep it near 4 MiB
     (:func:`~occrecon.loading.decoder_rows`) halved a CPU step. Plane and grid
-    encodings (ConvONet, 32 wide) fit as they are.
+    encodings (ConvONet, the scene model included; 32 wide) fit as they are.
     """
     from occrecon.loading import decoder_rows
 
-    if task == "scene" or device.type != "cpu":
+    if not _global_code(net) or device.type != "cpu":
         return 1
     points = batch["points"]
     rows = points.shape[0] * points.shape[1]
@@ -400,15 +405,11 @@ def backward_batch(
     overrides :func:`decoder_chunks` (1: the whole batch at once).
     """
     slices = decoder_chunks(net, batch, task, device) if slices is None else slices
-    if slices == 1:
+    if slices == 1 or not _global_code(net):
         loss = _loss(*forward_batch(net, batch, task, device, crop_resolution))
         loss.backward()
         return loss.detach()
     code = net.encode(batch["inputs"].to(device))
-    if not isinstance(code, torch.Tensor):  # plane / grid features: their decoders are narrow anyway
-        loss = _loss(net.decode(batch["points"].to(device), code), batch["occ"].to(device))
-        loss.backward()
-        return loss.detach()
     leaf = code.detach().requires_grad_(True)
     points, occ = batch["points"].to(device), batch["occ"].to(device)
     total = torch.zeros((), device=device)

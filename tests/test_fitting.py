@@ -175,4 +175,3 @@ def test_fixed_bilinear_weights_replace_grid_sample_in_the_fit(monkeypatch):
     with torch.no_grad():
         gap = (torch.sigmoid(decoder_of(model, fitted)(queries)) - torch.sigmoid(decoder_of(model, reference)(queries))).abs()
     assert float(gap.max()) < 0.01
-
