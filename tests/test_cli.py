@@ -307,3 +307,19 @@ def test_the_package_and_the_help_do_not_import_torch_until_needed():
         "try:\n    occrecon.no_such_name\nexcept AttributeError:\n    pass\nelse:\n    raise AssertionError('unknown names must raise AttributeError')\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True)
+
+
+def test_listing_models_does_not_import_torch():
+    # The registry reads the architecture presets, plain data in occrecon.nets; the networks load torch only when used.
+    script = (
+        "import sys\n"
+        "from occrecon.registry import list_models\n"
+        "names = list_models()\n"
+        "assert 'onet-img-synthetic' in names and 'convonet-points-synthetic' in names, names\n"
+        "assert 'torch' not in sys.modules, 'torch imported by list_models'\n"
+        "import occrecon.nets as nets\n"
+        "assert nets.build_network is __import__('occrecon.nets.model').nets.model.build_network and 'torch' in sys.modules\n"
+        "assert set(nets.__all__) <= set(dir(nets))\n"
+        "try:\n    nets.no_such_name\nexcept AttributeError:\n    pass\nelse:\n    raise AssertionError('unknown names must raise AttributeError')\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)

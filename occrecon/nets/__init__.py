@@ -6,9 +6,39 @@ Public API:
     legacy_cbn_to_current / current_cbn_to_legacy: ONet CBN state-dict converters.
 """
 
-from occrecon.nets.model import OccupancyNet, build_network
-from occrecon.nets.onet import current_cbn_to_legacy, legacy_cbn_to_current
-from occrecon.nets.presets import ARCHITECTURE_PRESETS, get_preset
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Imported on first use (PEP 562): the presets are plain data that `occrecon models`
+# lists without paying for torch, which the networks import.
+_EXPORTS = {
+    "ARCHITECTURE_PRESETS": "occrecon.nets.presets",
+    "get_preset": "occrecon.nets.presets",
+    "OccupancyNet": "occrecon.nets.model",
+    "build_network": "occrecon.nets.model",
+    "current_cbn_to_legacy": "occrecon.nets.onet",
+    "legacy_cbn_to_current": "occrecon.nets.onet",
+}
+
+if TYPE_CHECKING:
+    from occrecon.nets.model import OccupancyNet, build_network
+    from occrecon.nets.onet import current_cbn_to_legacy, legacy_cbn_to_current
+    from occrecon.nets.presets import ARCHITECTURE_PRESETS, get_preset
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "ARCHITECTURE_PRESETS",
