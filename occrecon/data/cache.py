@@ -176,27 +176,45 @@ def build_dataset(
         "source_files": source_files,
         "prepare": dict(prepare_kwargs or {}),
     }
+    return _build_missing_shards(
+        out, manifest, n_shapes, _build_shard, lambda k, start, stop: (str(out), k, start, stop, int(seed), families, source_files, prepare_kwargs), workers, progress
+    )
+
+
+def _build_missing_shards(
+    out: Path,
+    manifest: dict[str, Any],
+    total: int,
+    worker: Callable[[tuple], tuple],
+    job: Callable[[int, int, int], tuple],
+    workers: int,
+    progress: Callable[[int, int], None] | None,
+) -> dict[str, Any]:
+    """Check or start ``out``'s manifest, build the shards it lacks and mark it complete.
+
+    ``job(k, start, stop)`` is shard ``k``'s argument for ``worker``, which returns
+    ``(k, items built, ...)`` and, for shapes, ``(..., source, problem)``: a problem
+    (a user's mesh that cannot be prepared) stops the run with that message.
+    """
     manifest = json.loads(json.dumps(manifest))  # compare like with like (tuples become lists)
-    mpath = out / MANIFEST
     was_complete = _open_manifest(out, manifest)
-
-    ranges, done = _missing_shards(out, n_shapes, shard_size)
-    jobs = [(str(out), k, start, stop, int(seed), families, source_files, prepare_kwargs) for k, start, stop in ranges]
+    ranges, done = _missing_shards(out, total, int(manifest["shard_size"]))
+    jobs = [job(k, start, stop) for k, start, stop in ranges]
     if progress is not None:
-        progress(done, n_shapes)
+        progress(done, total)
 
-    def handle(result: tuple[int, int, str | None, str | None]) -> None:
+    def handle(result: tuple) -> None:
         nonlocal done
-        _, n, src, problem = result
-        if problem is not None:
-            raise InputError(src, problem)
+        _, n, *problem = result
+        if problem and problem[1] is not None:
+            raise InputError(problem[0], problem[1])
         done += n
         if progress is not None:
-            progress(done, n_shapes)
+            progress(done, total)
 
-    _run_jobs(_build_shard, jobs, workers, handle)
+    _run_jobs(worker, jobs, workers, handle)
     if jobs or not was_complete:
-        _write_json(mpath, {**manifest, "complete": True})
+        _write_json(out / MANIFEST, {**manifest, "complete": True})
     return manifest
 
 
@@ -547,24 +565,10 @@ def build_room_dataset(
         "room": dict(room_kwargs or {}),
         "prepare": dict(prepare_kwargs or {}),
     }
-    manifest = json.loads(json.dumps(manifest))
-    mpath = out / MANIFEST
-    was_complete = _open_manifest(out, manifest)
-    ranges, done = _missing_shards(out, n_rooms, shard_size)
-    jobs = [(str(out), k, start, stop, int(seed), manifest["room"], manifest["prepare"]) for k, start, stop in ranges]
-    if progress is not None:
-        progress(done, n_rooms)
-
-    def handle(result: tuple[int, int]) -> None:
-        nonlocal done
-        done += result[1]
-        if progress is not None:
-            progress(done, n_rooms)
-
-    _run_jobs(_build_room_shard, jobs, workers, handle)
-    if jobs or not was_complete:
-        _write_json(mpath, {**manifest, "complete": True})
-    return manifest
+    manifest = json.loads(json.dumps(manifest))  # the workers get the settings as the manifest records them
+    return _build_missing_shards(
+        out, manifest, n_rooms, _build_room_shard, lambda k, start, stop: (str(out), k, start, stop, int(seed), manifest["room"], manifest["prepare"]), workers, progress
+    )
 
 
 class CropDataset(torch.utils.data.Dataset):
