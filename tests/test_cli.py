@@ -297,16 +297,24 @@ def test_the_bundled_points_model_anchors_mise_and_its_card_says_so():
 
 
 def test_the_package_and_the_help_do_not_import_torch_until_needed():
-    # `import occrecon` resolves its names on first use: `occrecon --help` need not load torch (2 s).
+    # `import occrecon` resolves its names on first use: `occrecon --help` need not load torch (2 s) or trimesh (0.8 s).
     script = (
         "import sys, occrecon, occrecon.cli.main\n"
         "assert 'torch' not in sys.modules, 'torch imported at start-up'\n"
+        "assert 'trimesh' not in sys.modules, 'trimesh imported at start-up'\n"
         "assert occrecon.load_model is occrecon.loading.load_model and 'torch' in sys.modules\n"
         "assert occrecon.reconstruct is __import__('occrecon.pipeline').pipeline.reconstruct\n"
         "assert set(occrecon.__all__) <= set(dir(occrecon))\n"
         "try:\n    occrecon.no_such_name\nexcept AttributeError:\n    pass\nelse:\n    raise AssertionError('unknown names must raise AttributeError')\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True)
+
+
+def test_eval_help_states_the_metrics_default_f_thresholds():
+    from occrecon.cli.eval import DEFAULT_F_THRESHOLDS_TEXT
+    from occrecon.metrics import DEFAULT_F_THRESHOLDS
+
+    assert DEFAULT_F_THRESHOLDS_TEXT == ",".join(f"{t:g}" for t in DEFAULT_F_THRESHOLDS)
 
 
 def test_listing_models_does_not_import_torch():

@@ -18,7 +18,7 @@ import sys
 import traceback
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -27,8 +27,13 @@ from rich.table import Table
 from rich.text import Text
 
 from occrecon.errors import InputError
-from occrecon.evaluation import EvalResult, FolderEvaluation, evaluate_folders, evaluate_pair, mean_metrics
-from occrecon.metrics import DEFAULT_F_THRESHOLDS, UNIT_FRAME_LABEL, threshold_key
+
+if TYPE_CHECKING:
+    from occrecon.evaluation import EvalResult, FolderEvaluation
+
+# occrecon.metrics.DEFAULT_F_THRESHOLDS written out: the metrics import trimesh (0.8 s), which
+# `occrecon --help` need not pay; a test checks that the two agree.
+DEFAULT_F_THRESHOLDS_TEXT = "0.01,0.015,0.02"
 
 __all__ = ["eval_command"]
 
@@ -85,6 +90,8 @@ def _fmt(value: Any, digits: str = ".4f") -> str:
 
 def _columns(normalized: bool, units: str | None, thresholds: tuple[float, ...]) -> list[tuple[str, str, str]]:
     """(key, header, number format) of the table's metric columns."""
+    from occrecon.metrics import threshold_key
+
     short = _short_unit(normalized, units)
     columns = [
         ("accuracy", f"accuracy\n[{short}]", ".4g"),
@@ -104,6 +111,8 @@ def _columns(normalized: bool, units: str | None, thresholds: tuple[float, ...])
 
 
 def _unit_legend(normalized: bool, units: str | None) -> str:
+    from occrecon.metrics import UNIT_FRAME_LABEL
+
     if normalized:
         return f"uc = {UNIT_FRAME_LABEL}: both meshes placed in the GT's unit frame"
     if units:
@@ -146,6 +155,8 @@ def _render_table(
 
 
 def _json_document(evaluation: FolderEvaluation, mean: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    from occrecon.metrics import UNIT_FRAME_LABEL
+
     normalized, units = options["normalize"], options["units"]
     distance = UNIT_FRAME_LABEL if normalized else (units or "input units")
     metric_units = {
@@ -222,7 +233,7 @@ def eval_command(
             help="Comma-separated F-score thresholds: shares of the GT's longest side (0.01 = 1%), or input "
             "units with --no-normalize/--units.",
         ),
-    ] = ",".join(f"{t:g}" for t in DEFAULT_F_THRESHOLDS),
+    ] = DEFAULT_F_THRESHOLDS_TEXT,
     samples: Annotated[int, typer.Option("--samples", min=1, help="Surface samples per mesh.")] = 100_000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the surface and IoU sampling.")] = 0,
     iou_points: Annotated[
@@ -245,6 +256,8 @@ def eval_command(
     Exit status: 0 when every pair was evaluated, 1 when some failed (missing or unreadable files),
     2 for usage errors.
     """
+    from occrecon.evaluation import EvalResult, FolderEvaluation, evaluate_pair, mean_metrics
+
     err = Console(stderr=True, highlight=False)
 
     def fail(message: str) -> None:
@@ -310,6 +323,8 @@ def eval_command(
 
 
 def _run_folders(pred: Path, gt: Path, options: dict[str, Any], show_progress: bool, err: Console) -> FolderEvaluation:
+    from occrecon.evaluation import evaluate_folders
+
     if not show_progress:
         return evaluate_folders(pred, gt, **options)
     with Progress(
