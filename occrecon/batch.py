@@ -150,7 +150,8 @@ def run_batch(
             raise  # a model that cannot be loaded (e.g. the scene model on first need) is a setup problem
         except Exception as exc:  # one bad input must not stop the batch; --debug keeps the traceback
             message = str(exc)
-            if not isinstance(exc, InputError) and str(item.path) not in message:
+            # Every line names its file, also where the problem was found after the file was read.
+            if (not isinstance(exc, InputError) or exc.source is None) and str(item.path) not in message:
                 message = f"{item.path}: {message or type(exc).__name__}"
             yield ItemResult(
                 status="failed",

@@ -8,10 +8,11 @@ return only the mesh.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -240,6 +241,25 @@ def encode_rotated(model: OccupancyModel, cloud: np.ndarray, main: PreparedInput
     return RotationEnsemble(as_tensor(matrices), as_tensor(offsets), as_tensor(weights), _encode_batch(model, inputs))
 
 
+class ExtractedSurface(NamedTuple):
+    """What :func:`mesh_from_conditioning` extracted: the canonical-frame mesh and how the field looked."""
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    n_evaluations: int
+    # The extremes of the occupancy probability on the evaluated lattice: when there is no
+    # surface, they say which thresholds would give one.
+    lowest_probability: float
+    highest_probability: float
+
+
+def no_surface_message(threshold: float, lowest: float, highest: float) -> str:
+    """Why a field has no surface at ``threshold``, and what would give one."""
+    if lowest > threshold:
+        return f"the model found no surface at threshold {threshold:g}: the whole box is inside (lowest occupancy probability {lowest:.2g}); a higher --threshold gives one"
+    return f"the model found no surface at threshold {threshold:g}: its highest occupancy probability is {highest:.2g}; a lower --threshold gives one"
+
+
 def mesh_from_conditioning(
     model: OccupancyModel,
     conditioning: Any,
@@ -255,7 +275,8 @@ def mesh_from_conditioning(
     ``anchors``: (m, 3) canonical points the surface passes near, whose coarse MISE cells are subdivided whatever their corners say.
 
     Returns:
-        vertices (v, 3), faces (f, 3), number of network evaluations.
+        :class:`ExtractedSurface`: vertices (v, 3), faces (f, 3), the number of network
+        evaluations and the field's lowest and highest occupancy probability.
     """
     timings = {} if timings is None else timings
     opts = options.resolved(model)
@@ -302,7 +323,9 @@ def mesh_from_conditioning(
             vertices, faces, decoder_of(model, conditioning), threshold=opts.threshold, steps=opts.refine, seed=seed, device=model.device
         )
         timings["refine"] = time.perf_counter() - stage
-    return vertices, faces, grid.n_evaluations * members
+    # Lattice values MISE did not evaluate are interpolated between evaluated ones, so they set no new extreme.
+    lowest, highest = (0.5 + 0.5 * math.tanh(float(v) / 2) for v in (grid.values.min(), grid.values.max()))  # sigmoid, safe for any logit
+    return ExtractedSurface(vertices, faces, grid.n_evaluations * members, lowest, highest)
 
 
 def reconstruct(
@@ -389,6 +412,7 @@ def reconstruct(
     start = time.perf_counter()
     if on_stage:
         on_stage("reading input")
+    label = str(source) if isinstance(source, (str, Path)) else None  # errors name the file, also once it is read
     if kind == "points":
         if isinstance(source, (str, Path)):
             source = read_points(source)
@@ -438,10 +462,9 @@ def reconstruct(
     anchors = clean_points if anchor_points else None
     if anchor_points:
         notes.append("MISE anchored at the input points: every coarse cell near one is subdivided")
-    vertices, faces, n_evals = mesh_from_conditioning(model, conditioning, options, seed=seed, on_stage=on_stage, timings=timings, anchors=anchors)
+    vertices, faces, n_evals, lowest, highest = mesh_from_conditioning(model, conditioning, options, seed=seed, on_stage=on_stage, timings=timings, anchors=anchors)
     if len(faces) == 0:
-        label = source if isinstance(source, (str, Path)) else None
-        raise InputError(label, f"the model found no surface at threshold {options.resolved(model).threshold:g} (try a lower --threshold)")
+        raise InputError(label, no_surface_message(options.resolved(model).threshold, lowest, highest))
     mesh = make_mesh(prepared.transform.to_input(vertices), faces)
     timings["total"] = time.perf_counter() - start
     return Reconstruction(

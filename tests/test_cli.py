@@ -89,6 +89,30 @@ def test_one_bad_file_does_not_stop_the_batch(points_model, tmp_path, capsys):
     assert len(error_lines) == 3 and all(any(n in line for n in ("bad.xyz", "nan.npy", "missing.ply")) for line in error_lines)
 
 
+def test_no_surface_says_which_thresholds_would_give_one(points_model, tmp_path, capsys):
+    import re
+
+    from occrecon import load_model, reconstruct_points
+    from occrecon.errors import InputError
+    from occrecon.pipeline import no_surface_message
+
+    cloud = sphere_cloud()
+    try:
+        reconstruct_points(load_model(points_model), cloud, threshold=0.999999)
+    except InputError as error:
+        highest = float(re.search(r"highest occupancy probability is ([\d.e-]+)", str(error)).group(1))
+    else:
+        raise AssertionError("a random tiny model's field should not reach 0.999999")
+    # The peak it names is a threshold just under which the field has a surface.
+    assert len(reconstruct_points(load_model(points_model), cloud, threshold=highest * 0.98).faces) > 0
+    src = write_xyz(tmp_path / "s.xyz", cloud)
+    code, _, err = run(["points", src, "--model", points_model, "-d", tmp_path / "out", "--threshold", "0.999999"], capsys)
+    error_lines = [line for line in err.splitlines() if line.startswith("Error:")]
+    assert code == 1 and len(error_lines) == 1 and "s.xyz" in error_lines[0] and "a lower --threshold gives one" in error_lines[0]
+    assert "Traceback" not in err and not (tmp_path / "out" / "s.obj").exists()
+    assert "the whole box is inside" in no_surface_message(0.1, 0.3, 0.9) and "a higher --threshold" in no_surface_message(0.1, 0.3, 0.9)
+
+
 def test_folder_and_glob_inputs(points_model, tmp_path, capsys):
     folder = tmp_path / "scans"
     folder.mkdir()
