@@ -350,6 +350,7 @@ def test_listing_models_does_not_import_torch():
         "assert 'onet-img-synthetic' in names and 'convonet-points-synthetic' in names, names\n"
         "assert 'torch' not in sys.modules, 'torch imported by list_models'\n"
         "import occrecon.nets as nets\n"
+        "assert 'occrecon.nets.coords' not in sys.modules and nets.coords is sys.modules['occrecon.nets.coords']\n"
         "assert nets.build_network is __import__('occrecon.nets.model').nets.model.build_network and 'torch' in sys.modules\n"
         "assert set(nets.__all__) <= set(dir(nets))\n"
         "try:\n    nets.no_such_name\nexcept AttributeError:\n    pass\nelse:\n    raise AssertionError('unknown names must raise AttributeError')\n"
