@@ -255,9 +255,12 @@ class ExtractedSurface(NamedTuple):
 
 def no_surface_message(threshold: float, lowest: float, highest: float) -> str:
     """Why a field has no surface at ``threshold``, and what would give one."""
+    # Rounded towards the threshold side that works, so the printed value is one.
     if lowest > threshold:
-        return f"the model found no surface at threshold {threshold:g}: the whole box is inside (lowest occupancy probability {lowest:.2g}); a higher --threshold gives one"
-    return f"the model found no surface at threshold {threshold:g}: its highest occupancy probability is {highest:.2g}; a lower --threshold gives one"
+        shown = math.ceil(lowest * 1000) / 1000
+        return f"the model found no surface at threshold {threshold:g}: the whole box is inside (lowest occupancy probability {shown:.3f}); a higher --threshold gives one"
+    shown = math.floor(highest * 1000) / 1000
+    return f"the model found no surface at threshold {threshold:g}: its highest occupancy probability is {shown:.3f}; a lower --threshold gives one"
 
 
 def mesh_from_conditioning(
