@@ -270,6 +270,72 @@ def test_border_background_is_removed():
     assert any("background" in n for n in prep.notes)
 
 
+def _busy_photo(seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """A red figure (disc and post) on striped, noisy foliage: (H, W, 3) uint8 and its true mask."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:240, 0:320]
+    foliage = np.stack(
+        [90 + 40 * np.sin(xx / 5.0) + 20 * np.sin(yy / 3.0), 120 + 30 * np.cos(yy / 7.0), 60 + 20 * np.sin((xx + yy) / 4.0)], axis=-1
+    )
+    truth = (((yy - 120) / 80.0) ** 2 + ((xx - 160) / 60.0) ** 2 < 1) | ((np.abs(xx - 160) < 12) & (yy > 40) & (yy < 220))
+    photo = foliage + rng.normal(0.0, 12.0, foliage.shape)
+    photo[truth] = np.array([200.0, 60.0, 70.0]) + rng.normal(0.0, 10.0, (int(truth.sum()), 3))
+    return np.clip(photo, 0, 255).astype(np.uint8), truth
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / (a | b).sum())
+
+
+def test_grabcut_separates_an_object_from_foliage_that_colour_distance_cannot():
+    from occrecon.preprocess.image import _matte_from_border, estimate_background
+    from occrecon.preprocess.segment import grabcut, grabcut_photo
+
+    photo, truth = _busy_photo()
+    border = np.ones(truth.shape, dtype=bool)
+    border[10:-10, 10:-10] = False
+    assert _iou(grabcut(photo, border), truth) > 0.97
+    assert _iou(grabcut_photo(photo), truth) > 0.95  # cut on a 160 px copy, upsampled
+    np.testing.assert_array_equal(grabcut_photo(photo), grabcut_photo(photo))  # seeded: reproducible
+    # What the colour distance alone makes of it (the matte before GrabCut): far from the figure.
+    colours, threshold, _ = estimate_background(photo)
+    assert threshold == 96.0  # the border's colours spread as far as the matte allows: a busy backdrop
+    by_colour = np.max([np.abs(photo.astype(float) - c).max(axis=-1) for c in colours], axis=0) > threshold
+    assert _iou(by_colour, truth) < 0.8
+    notes: list[str] = []
+    fg, weights = _matte_from_border(photo, None, notes)
+    assert _iou(fg, truth) > 0.95 and any("GrabCut" in note for note in notes)
+    assert weights.shape == truth.shape and set(np.unique(weights)) <= {0.0, 1.0}
+
+
+def test_busy_background_photo_is_cut_out_and_centred():
+    photo, truth = _busy_photo(seed=2)
+    prep = prepare_image(photo, size=128)
+    _assert_centred_with_margin(np.asarray(prep.preview))
+    assert any("GrabCut" in note for note in prep.notes)
+
+
+def test_letterboxed_busy_photo_is_cut_inside_its_bars():
+    from occrecon.preprocess.segment import grabcut_photo
+
+    photo, truth = _busy_photo(seed=3)
+    # Black bars above and below, as a wide photo padded to a square: the foliage is background all the same.
+    boxed = np.zeros((400, 320, 3), dtype=np.uint8)
+    boxed[80:320] = photo
+    framed_truth = np.zeros((400, 320), dtype=bool)
+    framed_truth[80:320] = truth
+    assert _iou(grabcut_photo(boxed), framed_truth) > 0.95
+    assert any("GrabCut" in note for note in prepare_image(boxed, size=128).notes)
+
+
+def test_grabcut_without_room_to_cut_returns_the_starting_labels():
+    from occrecon.preprocess.segment import grabcut
+
+    flat = np.full((20, 20, 3), 128, dtype=np.uint8)
+    everything = np.ones((20, 20), dtype=bool)
+    assert not grabcut(flat, everything).any()
+
+
 def test_mask_overrides_and_margin_zero():
     arr = np.full((100, 100, 3), 255, dtype=np.uint8)
     arr[10:30, 10:90] = (0, 0, 200)  # an unwanted object

@@ -34,6 +34,7 @@ from occrecon.frames import FrameTransform
 from occrecon.io.readers import normalise_image_mode, read_mask
 
 from ._base import PreparedInput
+from .segment import grabcut_photo
 
 __all__ = ["prepare_image", "estimate_background", "DEFAULT_MARGIN", "BACKGROUNDS"]
 
@@ -56,6 +57,8 @@ _MIN_PART_FRACTION = 0.01
 # Background colours kept from the border, and the share of the border each
 # must cover; an object touching the border rarely fills 12 % of it.
 _MAX_BACKGROUND_COLOURS = 3
+# Below this share of border pixels near a background colour the backdrop is busy (grass, a room): GrabCut cuts it.
+_UNIFORM_BORDER_SHARE = 0.6
 _MIN_COLOUR_SHARE = 0.12
 
 
@@ -181,6 +184,13 @@ def _matte_from_border(rgb: np.ndarray, source: str | None, notes: list[str]) ->
         InputError: nothing differs from the background.
     """
     colours, threshold, match = estimate_background(rgb)
+    # A border spread beyond what a flat backdrop's shading and noise give (grass, carpet) is busy too.
+    if match < _UNIFORM_BORDER_SHARE or threshold >= _MAX_THRESHOLD:
+        cut = _main_parts(grabcut_photo(rgb))
+        # A cut that keeps (almost) the whole frame found nothing to separate: fall back to the colours.
+        if cut.any() and cut.mean() < 0.9:
+            notes.append("the border is not a uniform colour: object cut out by GrabCut (colour mixtures and a graph cut); pass a mask or an RGBA cut-out if it is poor")
+            return cut, cut.astype(np.float64)
     dist = _distance_to(colours, rgb)
     # Opening removes isolated JPEG/noise pixels before the components are counted.
     fg = ndimage.binary_opening(dist > threshold, structure=np.ones((3, 3), dtype=bool))
@@ -189,7 +199,7 @@ def _matte_from_border(rgb: np.ndarray, source: str | None, notes: list[str]) ->
     if not fg.any():
         raise InputError(source, f"found no object: every pixel is within {threshold:.0f} of the background colour(s) {rgb_txt}; pass a mask")
     notes.append(f"object separated from the background colour(s) {rgb_txt} estimated on the border (threshold {threshold:.0f}/255)")
-    if match < 0.6:
+    if match < _UNIFORM_BORDER_SHARE:
         notes.append("the border is not a uniform colour; the cut-out may be poor (pass a mask or an RGBA cut-out)")
     # A soft ramp around the threshold keeps anti-aliased edges from leaving a
     # halo of background colour; restricting it to near the kept parts drops specks.
