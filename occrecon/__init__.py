@@ -9,15 +9,13 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from occrecon._lazy import lazy_getattr
 from occrecon._version import __version__
 
-# Imported on first use (PEP 562): torch and trimesh take 2-3 s to import, which
-# `occrecon --help`, `occrecon models` or a bare `import occrecon` need not pay.
+# Resolved on first use, see occrecon._lazy.
 _EXPORTS = {
     "convert_checkpoint": "occrecon.convert",
     "OccupancyModel": "occrecon.loading",
@@ -46,15 +44,7 @@ if TYPE_CHECKING:
     from occrecon.registry import list_models
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
-        value = importlib.import_module(f"{__name__}.{name}")  # `occrecon.pipeline` without importing it first
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, globals(), _EXPORTS)
 
 
 def __dir__() -> list[str]:

@@ -8,9 +8,9 @@ Public API:
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from occrecon._lazy import lazy_getattr
 
 # Imported on first use (PEP 562): the presets are plain data that `occrecon models`
 # lists without paying for torch, which the networks import.
@@ -29,15 +29,7 @@ if TYPE_CHECKING:
     from occrecon.nets.presets import ARCHITECTURE_PRESETS, get_preset
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
-        value = importlib.import_module(f"{__name__}.{name}")  # `occrecon.nets.onet` without importing it first
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, globals(), _EXPORTS)
 
 
 def __dir__() -> list[str]:
