@@ -177,7 +177,7 @@ def build_dataset(
         "prepare": dict(prepare_kwargs or {}),
     }
     return _build_missing_shards(
-        out, manifest, n_shapes, _build_shard, lambda k, start, stop: (str(out), k, start, stop, int(seed), families, source_files, prepare_kwargs), workers, progress
+        out, manifest, n_shapes, _build_shard, lambda k, start, stop, _: (str(out), k, start, stop, int(seed), families, source_files, prepare_kwargs), workers, progress
     )
 
 
@@ -186,20 +186,21 @@ def _build_missing_shards(
     manifest: dict[str, Any],
     total: int,
     worker: Callable[[tuple], tuple],
-    job: Callable[[int, int, int], tuple],
+    job: Callable[[int, int, int, dict[str, Any]], tuple],
     workers: int,
     progress: Callable[[int, int], None] | None,
 ) -> dict[str, Any]:
     """Check or start ``out``'s manifest, build the shards it lacks and mark it complete.
 
-    ``job(k, start, stop)`` is shard ``k``'s argument for ``worker``, which returns
+    ``job(k, start, stop, manifest)`` is shard ``k``'s argument for ``worker``, given the
+    manifest as it is recorded (JSON types); ``worker`` returns
     ``(k, items built, ...)`` and, for shapes, ``(..., source, problem)``: a problem
     (a user's mesh that cannot be prepared) stops the run with that message.
     """
     manifest = json.loads(json.dumps(manifest))  # compare like with like (tuples become lists)
     was_complete = _open_manifest(out, manifest)
     ranges, done = _missing_shards(out, total, int(manifest["shard_size"]))
-    jobs = [job(k, start, stop) for k, start, stop in ranges]
+    jobs = [job(k, start, stop, manifest) for k, start, stop in ranges]
     if progress is not None:
         progress(done, total)
 
@@ -565,9 +566,9 @@ def build_room_dataset(
         "room": dict(room_kwargs or {}),
         "prepare": dict(prepare_kwargs or {}),
     }
-    manifest = json.loads(json.dumps(manifest))  # the workers get the settings as the manifest records them
+    # The workers get the room and preparation settings as the manifest records them.
     return _build_missing_shards(
-        out, manifest, n_rooms, _build_room_shard, lambda k, start, stop: (str(out), k, start, stop, int(seed), manifest["room"], manifest["prepare"]), workers, progress
+        out, manifest, n_rooms, _build_room_shard, lambda k, start, stop, recorded: (str(out), k, start, stop, int(seed), recorded["room"], recorded["prepare"]), workers, progress
     )
 
 
