@@ -145,9 +145,9 @@ def _content_box(rgb: np.ndarray) -> tuple[int, int, int, int]:
     flat_cols = np.ptp(rgb, axis=0).max(axis=-1) <= _FLAT_RANGE
 
     def inner(flat: np.ndarray) -> tuple[int, int]:
-        start = int(np.argmin(flat)) if not flat.all() else 0
-        stop = len(flat) - int(np.argmin(flat[::-1])) if not flat.all() else len(flat)
-        return start, stop
+        if flat.all():  # one flat colour: nothing to trim
+            return 0, len(flat)
+        return int(np.argmin(flat)), len(flat) - int(np.argmin(flat[::-1]))
 
     (top, bottom), (left, right) = inner(flat_rows), inner(flat_cols)
     return top, bottom, left, right
