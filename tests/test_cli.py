@@ -356,3 +356,32 @@ def test_listing_models_does_not_import_torch():
         "try:\n    nets.no_such_name\nexcept AttributeError:\n    pass\nelse:\n    raise AssertionError('unknown names must raise AttributeError')\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True)
+
+
+def test_output_naming_a_folder_writes_into_it(points_model, tmp_path, capsys):
+    src = write_xyz(tmp_path / "s.xyz", sphere_cloud(n=500))
+    code, _, err = run(["points", src, "--model", points_model, "-o", f"{tmp_path / 'new'}/", "-q", "--resolution", "8"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "new" / "s.obj").is_file() and not (tmp_path / "new.obj").exists()
+    (tmp_path / "there").mkdir()
+    code, _, err = run(["points", src, "--model", points_model, "-o", tmp_path / "there", "-q", "--resolution", "8", "-f", "ply"], capsys)
+    assert code == 0, err
+    assert [p.name for p in (tmp_path / "there").iterdir()] == ["s.ply"]
+
+
+@pytest.mark.parametrize(
+    "name, extra, problem",
+    [("mesh.xyz", [], "suffix '.xyz' names no mesh format"), ("mesh", [], "it has no suffix"), ("mesh.ply", ["--format", "obj"], "says .ply but --format says obj")],
+)
+def test_output_whose_name_lies_about_its_format_is_refused(points_model, tmp_path, capsys, name, extra, problem):
+    src = write_xyz(tmp_path / "s.xyz", sphere_cloud(n=500))
+    code, _, err = run(["points", src, "--model", points_model, "-o", tmp_path / name, *extra], capsys)
+    assert code == 2 and problem in " ".join(err.split()) and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.xyz"]
+
+
+def test_output_without_mesh_suffix_is_written_in_the_format_asked(points_model, tmp_path, capsys):
+    src = write_xyz(tmp_path / "s.xyz", sphere_cloud(n=500))
+    code, _, err = run(["points", src, "--model", points_model, "-o", tmp_path / "mesh.txt", "--format", "ply", "-q", "--resolution", "8"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "mesh.txt").read_bytes().startswith(b"ply")

@@ -13,7 +13,8 @@ ModelOpt = Annotated[
 ]
 RevisionOpt = Annotated[Optional[str], typer.Option("--revision", help="Hub branch, tag or commit to load.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (GPU when present), cpu, cuda, cuda:N or mps.")]
-OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file (one input only).")]
+# A string, not a Path: Path() drops the trailing slash that says "a folder".
+OutputOpt = Annotated[Optional[str], typer.Option("--output", "-o", help="Output file (one input only); its suffix picks the format. An existing folder or a path ending in / means --output-dir.", show_default=False)]
 OutputDirOpt = Annotated[Optional[Path], typer.Option("--output-dir", "-d", help="Folder for outputs, named after each input's stem. Default: current folder.")]
 FormatOpt = Annotated[Optional[str], typer.Option("--format", "-f", help="obj, ply, off, glb or stl. Default: from -o's suffix, else obj.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars, notes or summary.")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -37,6 +38,33 @@ def _usage(message: str) -> typer.BadParameter:
     return typer.BadParameter(message)
 
 
+def _output_target(output: str | None, output_dir: Path | None) -> tuple[Path | None, Path | None]:
+    """``-o`` as (file, folder): an existing folder, or a path written with a trailing slash, is a folder."""
+    if output is None:
+        return None, output_dir
+    if output.endswith(("/", os.sep)) or Path(output).is_dir():
+        return None, Path(output)
+    return Path(output), output_dir
+
+
+def _output_format(output: Path | None, file_format: str | None) -> str:
+    """The mesh format: ``--format``, else ``-o``'s suffix, else OBJ; a suffix that names no format, or another one, is refused."""
+    from occrecon.io.mesh import MESH_FORMATS, check_format
+
+    chosen = check_format(file_format) if file_format else None
+    if output is None:
+        return chosen or "obj"
+    suffix = output.suffix.lower().lstrip(".")
+    if suffix in MESH_FORMATS:
+        if chosen is not None and chosen != suffix:
+            raise ValueError(f"-o {output} says .{suffix} but --format says {chosen}; give one of them")
+        return suffix
+    if chosen is None:
+        named = f"its suffix '.{suffix}'" if suffix else "it has no suffix"
+        raise ValueError(f"-o {output}: {named} names no mesh format; use {', '.join('.' + f for f in MESH_FORMATS)} or add --format")
+    return chosen
+
+
 def run_reconstruction(
     kind: str,
     inputs: list[str],
@@ -44,7 +72,7 @@ def run_reconstruction(
     model: str | None,
     revision: str | None,
     device: str,
-    output: Path | None,
+    output: str | None,
     output_dir: Path | None,
     file_format: str | None,
     threshold: float | None,
@@ -75,7 +103,6 @@ def run_reconstruction(
     """Shared body of the three commands; returns the exit code."""
     from occrecon import registry
     from occrecon.batch import plan_batch, run_batch
-    from occrecon.io.mesh import check_format, format_from_path
     from occrecon.io.paths import expand_inputs, parse_shard, select_shard
     from occrecon.loading import load_model
     from occrecon.pipeline import ExtractionOptions, SceneOptions, check_task
@@ -85,14 +112,15 @@ def run_reconstruction(
     if threshold is not None and not 0.0 < threshold < 1.0:
         raise _usage(f"--threshold is a probability strictly between 0 and 1, got {threshold}")
     try:
-        fmt = check_format(file_format) if file_format else format_from_path(output) if output else "obj"
+        output_file, output_dir = _output_target(output, output_dir)
+        fmt = _output_format(output_file, file_format)
         shard_spec = parse_shard(shard)
     except ValueError as exc:
         raise _usage(str(exc)) from None
 
     items = select_shard(expand_inputs(inputs, _suffixes(kind), recursive=recursive), shard_spec)
-    if output is not None and len(items) > 1:
-        raise _usage(f"-o/--output names one file but {len(items)} inputs were given; use --output-dir")
+    if output_file is not None and len(items) > 1:
+        raise _usage(f"-o/--output names one file but {len(items)} inputs were given; use --output-dir (or -o DIR/)")
     if mask is not None and len(items) > 1:
         raise _usage("--mask applies to one image; give one input")
 
@@ -121,7 +149,7 @@ def run_reconstruction(
         simplify=simplify,
         points_batch_size=points_batch_size,
     )
-    plan = plan_batch(items, file_format=fmt, output=output, output_dir=output_dir)
+    plan = plan_batch(items, file_format=fmt, output=output_file, output_dir=output_dir)
     counts = {"ok": 0, "skipped": 0, "failed": 0}
     started = time.perf_counter()
     progress = Progress(
