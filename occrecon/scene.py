@@ -7,9 +7,11 @@ U-Net's receptive field). Compared with upstream's generator this module
 * streams: crops are processed one after another in raster order and only the
   faces shared with crops still to come are kept, so working memory is a few
   crops whatever the size of the scene;
-* evaluates only where a surface can be: crops without input points nearby are
-  skipped, each crop runs hierarchical extraction (MISE) instead of a dense
-  128³ grid, and cells far from every input point are never refined;
+* evaluates only where a surface can be: only crops with input points nearby
+  are visited (found from the points, so a sparse scan a kilometre across costs
+  what its points cost, not what its tiling does), each crop runs hierarchical
+  extraction (MISE) instead of a dense 128³ grid, and cells far from every
+  input point are never refined;
 * is seamless: a crop takes the values of the lattice points it shares with
   already processed neighbours from them instead of evaluating them again,
   so both sides triangulate the shared face from identical values and the
@@ -22,6 +24,7 @@ are handled by one uniform scale in and out.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -161,6 +164,29 @@ class CropGrid:
                 for k in range(self.counts[2]):
                     yield (i, j, k)
 
+    def crops_near(self, points: np.ndarray, reach: float) -> list[tuple[int, int, int]]:
+        """The crops whose query box grown by ``reach`` may hold one of ``points``, in raster order.
+
+        A superset of the exact set (a hair of slack covers rounding), found from
+        the points instead of by visiting every crop: an aerial tile a kilometre
+        across tiles into 10⁸ crops, of which a few 10⁵ hold points.
+        """
+        counts = np.asarray(self.counts)
+        if len(points) == 0:
+            return []
+        relative = (np.asarray(points, np.float64) - self.lower) / self.size
+        slack = reach / self.size + 1e-6
+        first = np.clip(np.floor(relative - slack), 0, counts - 1).astype(np.int64)
+        last = np.clip(np.floor(relative + slack), 0, counts - 1).astype(np.int64)
+        spans = np.unique(np.hstack([first, last]), axis=0)
+        width = int((spans[:, 3:] - spans[:, :3]).max()) + 1
+        keys = []
+        for offset in itertools.product(range(width), repeat=3):
+            cell = spans[:, :3] + np.asarray(offset)
+            keys.append(np.ravel_multi_index(cell[np.all(cell <= spans[:, 3:], axis=1)].T, self.counts))
+        flat = np.unique(np.concatenate(keys))  # C order: sorted keys are raster order
+        return [tuple(int(v) for v in ijk) for ijk in zip(*np.unravel_index(flat, self.counts))]
+
     def query_box(self, ijk: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
         lo = self.lower + np.asarray(ijk) * self.size
         return lo, lo + self.size
@@ -189,18 +215,19 @@ class PointBins:
         cell = np.clip(cell, 0, np.asarray(grid.counts) - 1)
         flat = np.ravel_multi_index(cell.T, grid.counts)
         self.order = np.argsort(flat, kind="stable")
-        self.starts = np.searchsorted(flat[self.order], np.arange(len(grid) + 1))
+        # Sorted crop keys of the points, not a table over every crop: memory follows the points, not the tiling.
+        self.keys = flat[self.order]
 
     def in_box(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """(n, 3) points with ``lo <= p < hi``."""
-        first = np.clip(np.floor((lo - self.grid.lower) / self.grid.size).astype(int), 0, np.asarray(self.grid.counts) - 1)
-        last = np.clip(np.floor((hi - self.grid.lower) / self.grid.size).astype(int), 0, np.asarray(self.grid.counts) - 1)
-        chunks = []
-        for i in range(first[0], last[0] + 1):
-            for j in range(first[1], last[1] + 1):
-                a = np.ravel_multi_index((i, j, first[2]), self.grid.counts)
-                b = np.ravel_multi_index((i, j, last[2]), self.grid.counts)
-                chunks.append(self.order[self.starts[a] : self.starts[b + 1]])
+        counts = np.asarray(self.grid.counts)
+        first = np.clip(np.floor((lo - self.grid.lower) / self.grid.size).astype(np.int64), 0, counts - 1)
+        last = np.clip(np.floor((hi - self.grid.lower) / self.grid.size).astype(np.int64), 0, counts - 1)
+        # Each (i, j) column of crops is one run of keys from z = first to z = last.
+        i, j = (a.ravel() for a in np.meshgrid(np.arange(first[0], last[0] + 1), np.arange(first[1], last[1] + 1), indexing="ij"))
+        starts = np.searchsorted(self.keys, np.ravel_multi_index((i, j, np.full_like(i, first[2])), self.grid.counts), side="left")
+        stops = np.searchsorted(self.keys, np.ravel_multi_index((i, j, np.full_like(i, last[2])), self.grid.counts), side="right")
+        chunks = [self.order[a:b] for a, b in zip(starts, stops) if b > a]
         if not chunks:
             return np.zeros((0, 3), self.points.dtype)
         selected = self.points[np.concatenate(chunks)]
@@ -243,6 +270,28 @@ class FaceCache:
 
     def __len__(self) -> int:
         return len(self._faces)
+
+
+SPARSE_SPACING_VOXELS = 4.0
+"""Median point spacing, in voxels, above which a scan is too sparse for the voxel size (a note says so)."""
+
+
+def _sparse_points_note(points: np.ndarray, unit_size: float, voxel_metres: float, sample: int = 20_000) -> str | None:
+    """A note when the points lie much farther apart than a voxel: the network then sees dots, not surfaces."""
+    from scipy.spatial import cKDTree
+
+    if len(points) < 2:
+        return None
+    picked = points[np.random.default_rng(0).choice(len(points), min(len(points), sample), replace=False)]
+    gaps = cKDTree(points).query(picked, k=2)[0][:, 1]
+    spacing = float(np.median(gaps[gaps > 0])) / unit_size if np.any(gaps > 0) else 0.0
+    if spacing <= SPARSE_SPACING_VOXELS:
+        return None
+    metres = spacing * voxel_metres
+    return (
+        f"the points lie {metres:.3g} m apart (median), {spacing:.0f} voxels of {voxel_metres:.3g} m: too sparse for the network "
+        f"to see surfaces; --voxel-size {metres:.2g} (or --units if the scan is not in metres) suits this scan"
+    )
 
 
 def _near_points_filter(points: np.ndarray, lo: np.ndarray, size: float, resolution0: int, margin: float) -> Callable[[np.ndarray, int], np.ndarray]:
@@ -417,22 +466,24 @@ def reconstruct_scene(
     margin = settings.refine_margin_voxels * settings.unit_size
     reach = max(margin, (settings.trim_voxels or 0.0) * settings.unit_size)
     welder = VertexWelder(cells)
-    n_evals = skipped = peak = 0
+    n_evals = peak = 0
+    crops = grid.crops_near(model_points, reach) if skip_empty else list(grid)
+    skipped = len(grid) - len(crops)
+    spacing_note = _sparse_points_note(model_points, settings.unit_size, metres)
+    if spacing_note:
+        notes.append(spacing_note)
 
-    for done, ijk in enumerate(grid, start=1):
+    for done, ijk in enumerate(crops, start=1):
         q_lo, q_hi = grid.query_box(ijk)
         near = bins.in_box(q_lo - reach, q_hi + reach)
-        if skip_empty and len(near) == 0:
-            skipped += 1
-            if on_crop:
-                on_crop(done, len(grid))
-            continue
         in_lo, in_hi = grid.input_box(ijk, settings.input_size)
-        crop_points = bins.in_box(in_lo, in_hi)
+        crop_points = bins.in_box(in_lo, in_hi) if len(near) or not skip_empty else near
         if len(crop_points) > settings.max_points_per_crop:
             crop_points = crop_points[rng.choice(len(crop_points), settings.max_points_per_crop, replace=False)]
         if len(crop_points) == 0:
             skipped += 1
+            if on_crop:
+                on_crop(done, len(crops))
             continue
 
         tick = time.perf_counter()
@@ -466,7 +517,7 @@ def reconstruct_scene(
             welder.add(ijk, local_vertices, faces)
         timings["marching_cubes"] += time.perf_counter() - tick
         if on_crop:
-            on_crop(done, len(grid))
+            on_crop(done, len(crops))
 
     if not welder.n_faces:
         raise InputError(None, f"no surface found in the scene at threshold {settings.threshold:g}")

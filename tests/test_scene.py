@@ -15,6 +15,7 @@ from occrecon.errors import InputError
 from occrecon.loading import OccupancyModel
 from occrecon.nets import ARCHITECTURE_PRESETS, build_network
 from occrecon.scene import (
+    CropGrid,
     FaceCache,
     PointBins,
     SceneSettings,
@@ -326,3 +327,39 @@ def test_missing_scene_model_is_a_setup_error(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "convonet-scene" in err and "occrecon models download" in err
     assert not (tmp_path / "hall.obj").exists()
+
+
+def test_crops_near_are_the_crops_with_a_point_within_reach_in_raster_order():
+    points = np.random.default_rng(2).uniform(0, 3, (300, 3))
+    grid = plan_crops(points, 0.5)
+    reach = 0.12
+    exact = []
+    for ijk in grid:
+        lo, hi = grid.query_box(ijk)
+        if np.any(np.all((points >= lo - reach) & (points < hi + reach), axis=1)):
+            exact.append(ijk)
+    assert 0 < len(exact) < len(grid)
+    assert grid.crops_near(points, reach) == exact
+
+
+def test_a_kilometre_wide_scan_visits_only_the_crops_near_its_points(monkeypatch):
+    def every_crop(grid):
+        raise AssertionError("walked all the tiling's crops")
+
+    monkeypatch.setattr(CropGrid, "__iter__", every_crop)
+    model = analytic_model()
+    patch = floor_scan(n=2000, size=(0.3, 0.3))
+    scan = np.vstack([patch, patch + [1000.0, 0.0, 600.0]])
+    result = reconstruct_scene(model, scan, units="m", settings=SETTINGS)
+    assert result.n_crops > 4_000_000  # 2001 m / 0.5 m crops × 1201 m / 0.5 m × 2
+    assert model.net.encoded == result.n_crops - result.n_skipped < 40
+    assert result.mesh.bounds[0, 0] < 1.0 and result.mesh.bounds[1, 0] > 1000.0
+
+
+def test_a_scan_far_sparser_than_the_voxel_gets_a_note():
+    model = analytic_model()
+    grid = np.stack(np.meshgrid(np.arange(0, 2.01, 0.2), [0.5], np.arange(0, 2.01, 0.2), indexing="ij"), -1).reshape(-1, 3)
+    sparse = reconstruct_scene(model, np.vstack([[0.0, 0.0, 0.0], grid]), units="m", settings=SETTINGS)
+    assert any("0.2 m apart (median), 10 voxels of 0.02 m" in note and "--voxel-size 0.2" in note for note in sparse.notes)
+    dense = reconstruct_scene(analytic_model(), floor_scan(n=20000), units="m", settings=SETTINGS)
+    assert not any("apart" in note for note in dense.notes)
