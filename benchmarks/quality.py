@@ -88,6 +88,7 @@ CANONICAL_POSES: dict[str, tuple[tuple[str, float], ...]] = {
     "chair_0892.off": (("x", -90),),
     "chair_0893.off": (("x", -90),),
     "bathtub_0154.ply": (("x", -90),),
+    "003_cracker_box.obj": (("x", -90), ("y", 90)),  # YCB scans are z-up; the printed face is the front
     "006_mustard_bottle.obj": (("x", -90),),
     "fuze.obj": (("x", -90),),
     "cow.obj": (("y", 90),),
