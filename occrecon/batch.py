@@ -108,6 +108,7 @@ def run_batch(
     mask: Path | None = None,
     seed: int = 0,
     on_stage: Callable[[str], None] | None = None,
+    on_note: Callable[[str, str], None] | None = None,
     keep_traceback: bool = False,
     scene: SceneOptions | None = None,
     input_noise: float | None = None,
@@ -116,7 +117,11 @@ def run_batch(
     winding: bool | None = None,
     anchor_points: bool | None = None,
 ) -> Iterator[ItemResult]:
-    """Reconstruct each planned input in turn, yielding one result per input."""
+    """Reconstruct each planned input in turn, yielding one result per input.
+
+    ``on_note(input, message)`` hears the notes that matter before an input's long run ends
+    (see :func:`occrecon.reconstruct`); they are in its result's notes too.
+    """
     for item, target, problem in plan.items:
         common = dict(input=str(item.path), output=str(target) if target else None, model=model.name, model_revision=model.revision)
         if problem:
@@ -136,6 +141,7 @@ def run_batch(
                 mask=mask,
                 seed=seed,
                 on_stage=on_stage,
+                on_note=None if on_note is None else (lambda message, name=str(item.path): on_note(name, message)),
                 scene=scene,
                 input_noise=input_noise,
                 rotations=rotations,

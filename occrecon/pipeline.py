@@ -74,7 +74,8 @@ class SceneOptions:
             per input from its extent (needs ``scene_model``).
         scene_model: the crop model for scenes, or a function that loads it when
             the first scene turns up.
-        units: ``m``, ``cm``, ``mm``, ``ft``; None guesses.
+        units: ``m``, ``cm``, ``mm``, ``ft``, ``us-ft``; None takes what a LAS/LAZ
+            header states, or else guesses.
         voxel_size: voxel edge in metres (default: the model's).
         trim: drop surface the scan cannot have seen (farther than the model's
             ``trim_voxels`` from every point, e.g. the backs of walls).
@@ -340,6 +341,7 @@ def reconstruct(
     mask: str | Path | np.ndarray | None = None,
     seed: int = 0,
     on_stage: StageFn | None = None,
+    on_note: Callable[[str], None] | None = None,
     scene: SceneOptions | None = None,
     input_noise: float | None = None,
     rotations: int | None = None,
@@ -357,6 +359,8 @@ def reconstruct(
         mask: object mask for images (path or (H, W) bool array).
         seed: seeds subsampling, input noise and refinement.
         on_stage: called with a short stage name as work proceeds.
+        on_note: called with notes that matter before a long run ends (a scene's
+            units, points too sparse for its voxels); every note is also in the result.
         scene: whether and how point clouds go through the sliding window.
         input_noise: Gaussian std (canonical units) added to an object cloud before
             encoding; None keeps the model's (0.005 for the object models, as upstream
@@ -421,7 +425,7 @@ def reconstruct(
             source = read_points(source)
         scene_model = _scene_model_for(model, source, scene or SceneOptions())
         if scene_model is not None:
-            result = _reconstruct_scene(scene_model, source, scene or SceneOptions(), options, seed, on_stage, start)
+            result = _reconstruct_scene(scene_model, source, scene or SceneOptions(), options, seed, on_stage, on_note, start)
             if object_only:
                 flags = " and ".join([", ".join(object_only[:-1]), object_only[-1]] if len(object_only) > 1 else object_only)
                 result.notes.append(f"{flags} apply to object clouds, not the scene's sliding window: ignored")
@@ -488,6 +492,11 @@ def _cloud_array(source: Any) -> np.ndarray:
     return np.asarray(getattr(source, "points", source), dtype=np.float64)
 
 
+def _scene_units(source: Any, scene: SceneOptions) -> Any:
+    """``--units`` when given, else what the file's header states (LAS/LAZ), else None (guess)."""
+    return scene.units if scene.units is not None else getattr(source, "units", None)
+
+
 def _scene_model_for(model: OccupancyModel, source: Any, scene: SceneOptions) -> OccupancyModel | None:
     """The crop model to use for this cloud, or None for the object path."""
     from occrecon.scene import is_scene
@@ -498,7 +507,7 @@ def _scene_model_for(model: OccupancyModel, source: Any, scene: SceneOptions) ->
         if scene.scene:
             raise OccreconError(f"model {model.name} is an object model; --scene needs a scene model")
         return None
-    if scene.scene is None and not is_scene(_cloud_array(source), scene.units):
+    if scene.scene is None and not is_scene(_cloud_array(source), _scene_units(source, scene)):
         return None
     if callable(scene.scene_model) and not isinstance(scene.scene_model, OccupancyModel):
         scene.scene_model = scene.scene_model()
@@ -506,7 +515,14 @@ def _scene_model_for(model: OccupancyModel, source: Any, scene: SceneOptions) ->
 
 
 def _reconstruct_scene(
-    model: OccupancyModel, source: Any, scene: SceneOptions, options: ExtractionOptions, seed: int, on_stage: StageFn | None, start: float
+    model: OccupancyModel,
+    source: Any,
+    scene: SceneOptions,
+    options: ExtractionOptions,
+    seed: int,
+    on_stage: StageFn | None,
+    on_note: Callable[[str], None] | None,
+    start: float,
 ) -> Reconstruction:
     from occrecon.scene import reconstruct_scene, scene_settings
 
@@ -531,7 +547,7 @@ def _reconstruct_scene(
         if on_stage:
             on_stage(f"crop {done}/{total}")
 
-    result = reconstruct_scene(model, cloud, units=scene.units, voxel_size=scene.voxel_size, settings=settings, seed=seed, on_crop=progress)
+    result = reconstruct_scene(model, cloud, units=_scene_units(source, scene), voxel_size=scene.voxel_size, settings=settings, seed=seed, on_crop=progress, on_note=on_note)
     notes += result.notes
     notes.append(f"scene: {result.n_crops - result.n_skipped} of {result.n_crops} crops reconstructed with {model.name}")
     timings = dict(result.timings)

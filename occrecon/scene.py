@@ -19,7 +19,8 @@ U-Net's receptive field). Compared with upstream's generator this module
 
 Units: the network works in its own metric frame (voxel = ``unit_size``,
 2 cm for upstream's model). Scans in other units, or a different voxel size,
-are handled by one uniform scale in and out.
+are handled by one scale in and out: uniform, or per axis where a LAS header
+gives z a unit of its own (feet across, metres up is common in US LiDAR).
 """
 
 from __future__ import annotations
@@ -38,10 +39,8 @@ from occrecon.errors import InputError
 from occrecon.extract import extract_grid, probability_to_logit
 from occrecon.extract.meshing import marching_cubes_block
 from occrecon.extract.mise import cells_near
+from occrecon.io.crs import UNITS_PER_METRE, LinearUnits
 from occrecon.loading import OccupancyModel
-
-UNITS_PER_METRE: dict[str, float] = {"m": 1.0, "cm": 100.0, "mm": 1000.0, "ft": 1 / 0.3048}
-"""How many input units make one metre."""
 
 OBJECT_SCALE_LIMIT_M = 4.0
 """Clouds whose longest side exceeds this (in metres) are treated as scenes by default."""
@@ -113,13 +112,19 @@ def scene_settings(model: OccupancyModel, **overrides: Any) -> SceneSettings:
     return SceneSettings(**values)
 
 
-def detect_units(points: np.ndarray, units: str | None) -> tuple[float, str | None]:
-    """Input units per metre, and a warning when they were guessed.
+def detect_units(points: np.ndarray, units: str | LinearUnits | None) -> tuple[float | np.ndarray, str | None]:
+    """Input units per metre (a (3,) array where z's unit differs from x and y's), and a note saying where they came from.
 
-    Indoor scans in metres span from a metre to a few hundred; a scene that
-    spans thousands of units is almost surely in millimetres, hundreds with a
-    height under a storey's suggests centimetres.
+    ``units``: a name of :data:`UNITS_PER_METRE`, the units a file's header states
+    (:class:`~occrecon.io.crs.LinearUnits`), or None to guess: indoor scans in
+    metres span from a metre to a few hundred; a scene that spans thousands of
+    units is almost surely in millimetres, hundreds with a height under a
+    storey's suggests centimetres.
     """
+    if isinstance(units, LinearUnits):
+        per_metre = units.units_per_metre()
+        single = bool(np.allclose(per_metre, per_metre[0], rtol=1e-9))
+        return (float(per_metre[0]) if single else per_metre), f"units from the {units.origin}: {units.describe()}"
     if units is not None:
         key = units.lower()
         if key not in UNITS_PER_METRE:
@@ -134,10 +139,10 @@ def detect_units(points: np.ndarray, units: str | None) -> tuple[float, str | No
     return 1.0, None
 
 
-def is_scene(points: np.ndarray, units: str | None = None) -> bool:
+def is_scene(points: np.ndarray, units: str | LinearUnits | None = None) -> bool:
     """Whether a cloud is far larger than an object (longest side above ``OBJECT_SCALE_LIMIT_M``)."""
     per_metre, _ = detect_units(points, units)
-    return float(np.ptp(points, axis=0).max()) / per_metre > OBJECT_SCALE_LIMIT_M
+    return float(np.max(np.ptp(points, axis=0) / per_metre)) > OBJECT_SCALE_LIMIT_M
 
 
 @dataclass(frozen=True)
@@ -415,25 +420,31 @@ def reconstruct_scene(
     model: OccupancyModel,
     points: np.ndarray,
     *,
-    units: str | None = None,
+    units: str | LinearUnits | None = None,
     voxel_size: float | None = None,
     settings: SceneSettings | None = None,
     seed: int = 0,
     skip_empty: bool = True,
     on_crop: Callable[[int, int], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> SceneResult:
     """Reconstruct a scene point cloud with a sliding-window crop model.
 
     Args:
         model: a crop model (``task == "scene"``).
         points: (n, 3) scan in its own units and frame.
-        units: ``m``, ``cm``, ``mm`` or ``ft``; None guesses (with a note).
+        units: ``m``, ``cm``, ``mm``, ``ft`` or ``us-ft``, or the units the file's
+            header states (``PointCloud.units``); None guesses (with a note).
         voxel_size: voxel edge in metres the scan is cut into (default: the
             model's, 2 cm for upstream's); a coarser voxel makes bigger crops.
         settings: sliding-window settings (default from the model config).
         seed: seeds per-crop subsampling.
         skip_empty: skip crops with no input point near their query box.
         on_crop: called as ``on_crop(done, total)`` after each crop.
+        on_note: called with each note about the input (its units, points too
+            sparse for the voxel size) as soon as it is known, before the crops
+            run: a run that will not give a useful mesh says so at once. The
+            notes are in the result as well.
 
     Returns:
         ``SceneResult`` with the mesh in the scan's own coordinates.
@@ -443,9 +454,7 @@ def reconstruct_scene(
     points = np.asarray(points, dtype=np.float64)
     settings = settings or scene_settings(model)
     notes: list[str] = []
-    per_metre, guessed = detect_units(points, units)
-    if guessed:
-        notes.append(guessed)
+    per_metre, units_note = detect_units(points, units)
     metres = voxel_size if voxel_size is not None else settings.unit_size
     # input units → model frame: metres, then rescaled so one scan voxel is one model voxel.
     scale = (1.0 / per_metre) * (settings.unit_size / metres)
@@ -469,9 +478,11 @@ def reconstruct_scene(
     n_evals = peak = 0
     crops = grid.crops_near(model_points, reach) if skip_empty else list(grid)
     skipped = len(grid) - len(crops)
-    spacing_note = _sparse_points_note(model_points, settings.unit_size, metres)
-    if spacing_note:
-        notes.append(spacing_note)
+    for note in (units_note, _sparse_points_note(model_points, settings.unit_size, metres)):
+        if note:
+            notes.append(note)
+            if on_note:
+                on_note(note)
 
     for done, ijk in enumerate(crops, start=1):
         q_lo, q_hi = grid.query_box(ijk)

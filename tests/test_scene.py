@@ -12,8 +12,11 @@ import torch
 import trimesh
 
 from occrecon.errors import InputError
+from occrecon.io.crs import LinearUnits
+from occrecon.io.readers import PointCloud
 from occrecon.loading import OccupancyModel
 from occrecon.nets import ARCHITECTURE_PRESETS, build_network
+from occrecon.pipeline import ExtractionOptions, SceneOptions, reconstruct
 from occrecon.scene import (
     CropGrid,
     FaceCache,
@@ -363,3 +366,64 @@ def test_a_scan_far_sparser_than_the_voxel_gets_a_note():
     assert any("0.2 m apart (median), 10 voxels of 0.02 m" in note and "--voxel-size 0.2" in note for note in sparse.notes)
     dense = reconstruct_scene(analytic_model(), floor_scan(n=20000), units="m", settings=SETTINGS)
     assert not any("apart" in note for note in dense.notes)
+
+
+def test_header_units_scale_each_axis_and_come_back_in_the_input_frame():
+    # LAS scans are z-up; a US one may be in feet across and metres up. Here the floor's
+    # normal is the scan's y, so y is a horizontal axis in feet, z the vertical in metres.
+    scan = floor_scan(n=8000, size=(1.2, 0.8))
+    reference = reconstruct_scene(analytic_model(wobble=0.0), scan, units="m", settings=SETTINGS).mesh
+    mixed = LinearUnits(0.3048, 1.0, "foot", "metre", origin="LAS header (WKT)")
+    to_file = 1.0 / np.array([0.3048, 0.3048, 1.0])
+    result = reconstruct_scene(analytic_model(wobble=0.0), scan * to_file, units=mixed, settings=SETTINGS)
+    np.testing.assert_allclose(result.mesh.bounds / to_file, reference.bounds, atol=1e-6)
+    assert len(result.mesh.faces) == len(reference.faces)
+    assert "units from the LAS header (WKT): x, y in foot (0.3048 m), z in metre" in result.notes
+    assert detect_units(scan, LinearUnits(0.3048, 0.3048, "foot", "foot"))[0] == pytest.approx(1 / 0.3048)
+    # 13 units across: a scene in metres, a 4 m object in feet.
+    room = floor_scan(size=(13.0, 5.0))
+    assert is_scene(room) and not is_scene(room, LinearUnits(0.3048, 0.3048, "foot", "foot"))
+
+
+def test_reconstruct_takes_a_cloud_s_header_units_unless_told_otherwise():
+    # The analytic floor lies 0.5 m up in the model frame; the scan's floor is 0.5 m up, written in feet.
+    scan = floor_scan(n=8000, size=(1.2, 0.8)) / 0.3048
+    cloud = PointCloud(points=scan, source="scan.las", units=LinearUnits(0.3048, 0.3048, "foot", "foot", origin="LAS header (WKT)"))
+    in_feet = reconstruct(analytic_model(wobble=0.0), "points", cloud, options=ExtractionOptions(threshold=0.5))
+    assert any(note.startswith("units from the LAS header (WKT): foot") for note in in_feet.notes)
+    np.testing.assert_allclose(in_feet.mesh.vertices[:, 1], 0.5 / 0.3048, atol=0.02 / 0.3048)
+    # Read as metres (--units m), the scan's floor is 1.64 m up, far from the model's.
+    with pytest.raises(InputError, match="no surface found"):
+        reconstruct(analytic_model(wobble=0.0), "points", cloud, options=ExtractionOptions(threshold=0.5), scene=SceneOptions(units="m"))
+
+
+def test_notes_about_the_input_are_heard_before_the_crops_run():
+    model = analytic_model()
+    heard: list[tuple[int, str]] = []
+    crops_done = [0]
+    grid = np.stack(np.meshgrid(np.arange(0, 2.01, 0.2), [0.5], np.arange(0, 2.01, 0.2), indexing="ij"), -1).reshape(-1, 3)
+    result = reconstruct_scene(
+        model,
+        np.vstack([[0.0, 0.0, 0.0], grid]),
+        units=None,
+        settings=SETTINGS,
+        on_crop=lambda done, total: crops_done.__setitem__(0, done),
+        on_note=lambda note: heard.append((crops_done[0], note)),
+    )
+    assert [note for _, note in heard] == [note for note in result.notes if "apart" in note]
+    assert heard and all(done == 0 for done, _ in heard)
+
+
+def test_points_command_prints_a_scene_s_notes_once_and_before_its_result(tmp_path, capsys):
+    from occrecon.cli.main import main
+
+    folder = tiny_scene_model_folder(tmp_path / "scene-model")
+    grid = np.stack(np.meshgrid(np.arange(0, 2.01, 0.2), [0.5], np.arange(0, 2.01, 0.2), indexing="ij"), -1).reshape(-1, 3)
+    np.save(tmp_path / "sparse.npy", np.vstack([[0.0, 0.0, 0.0], grid]))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["points", str(tmp_path / "sparse.npy"), "--model", str(folder), "--scene", "--units", "m", "-d", str(tmp_path)])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "apart (median)" in line]
+    assert len(lines) == 1 and "sparse.npy: the points lie 0.2 m apart" in lines[0], err
+    # Printed while the crops ran, when it could still save a long run; not again with the result.
+    assert exit_info.value.code == 0 and err.index(lines[0]) < err.index("→"), err

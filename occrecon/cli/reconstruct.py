@@ -13,6 +13,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from occrecon.cli import _output as out
+from occrecon.io.crs import UNITS_PER_METRE
 from occrecon.cli._options import (
     DebugOpt,
     DeviceOpt,
@@ -124,8 +125,8 @@ def run_reconstruction(
     if mask is not None and len(items) > 1:
         raise _usage("--mask applies to one image; give one input")
 
-    if units is not None and units.lower() not in ("m", "cm", "mm", "ft"):
-        raise _usage(f"--units must be m, cm, mm or ft, got {units!r}")
+    if units is not None and units.lower() not in UNITS_PER_METRE:
+        raise _usage(f"--units must be one of {', '.join(UNITS_PER_METRE)}, got {units!r}")
     name = model or registry.default_model("scene" if scene else kind)
     with out.stderr.status(f"loading model {name}", spinner="dots") if not quiet else nullcontext():
         loaded = load_model(name, device, revision=revision, progress=not quiet)
@@ -169,6 +170,13 @@ def run_reconstruction(
         def on_stage(stage: str) -> None:
             progress.update(task, stage=stage)
 
+        told: list[str] = []  # notes printed while their input ran (a scene's units, sparse points)
+
+        def on_note(name: str, message: str) -> None:
+            told.append(message)
+            if not quiet:
+                progress.console.print(f"[dim]  {name}: {message}[/dim]", highlight=False)
+
         for result in run_batch(
             loaded,
             kind,
@@ -180,6 +188,7 @@ def run_reconstruction(
             mask=mask,
             seed=seed,
             on_stage=on_stage,
+            on_note=on_note,
             keep_traceback=debug,
             scene=scene_options,
             input_noise=input_noise,
@@ -189,6 +198,7 @@ def run_reconstruction(
             anchor_points=anchor_points,
         ):
             counts[result.status] += 1
+            told_now, told[:] = list(told), []
             progress.advance(task)
             progress.update(task, stage="")
             if json_output:
@@ -201,7 +211,8 @@ def run_reconstruction(
                 details = f"{result.vertices} vertices, {result.faces} faces, {result.seconds:.2f} s"
                 progress.console.print(f"[green]✓[/green] {result.input} → {result.output} ({details})", highlight=False)
                 for message in result.notes:
-                    progress.console.print(f"  [dim]{message}[/dim]", highlight=False)
+                    if message not in told_now:
+                        progress.console.print(f"  [dim]{message}[/dim]", highlight=False)
             elif not quiet and result.status == "skipped":
                 progress.console.print(f"[yellow]↷[/yellow] {result.input}: {result.notes[0]}", highlight=False)
     if not quiet:
@@ -240,7 +251,7 @@ def make_command(kind: str, summary: str, exclude: tuple[str, ...] = ()) -> Call
         shard: Annotated[Optional[str], typer.Option("--shard", help="K/N: process every N-th input starting at K. [default: from SLURM_ARRAY_TASK_ID/COUNT]")] = None,
         recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders of folder inputs.")] = False,
         scene: Annotated[Optional[bool], typer.Option("--scene/--no-scene", help="Treat clouds as scenes (sliding window) or objects. [default: scene when the cloud is over 4 m across and no --model is given]")] = None,
-        units: Annotated[Optional[str], typer.Option("--units", help="Scene units: m, cm, mm or ft. [default: guessed, with a warning]")] = None,
+        units: Annotated[Optional[str], typer.Option("--units", help="Scene units: m, cm, mm, ft or us-ft. [default: what a LAS/LAZ header states, else guessed, with a note]")] = None,
         voxel_size: Annotated[Optional[float], typer.Option("--voxel-size", min=0.001, help="Scene voxel edge in metres. [default: the model's]")] = None,
         trim: Annotated[bool, typer.Option("--trim/--no-trim", help="Scenes: drop surface farther than 1.5 voxels from every point (wall backs, floor undersides the scan cannot see).")] = True,
         input_noise: Annotated[Optional[float], typer.Option("--input-noise", min=0.0, help="Gaussian noise (std, canonical units) added to an object cloud before encoding, as upstream does at test time; 0 for scans that are as noisy already. [default: model's, 0.005]")] = None,

@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from occrecon.errors import InputError
+from occrecon.io.crs import LinearUnits, las_units
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -68,11 +69,14 @@ class PointCloud:
         points: (n, 3) float64, finite, in the file's own units and frame.
         dropped_nonfinite: how many rows held NaN/inf and were dropped.
         source: the file it came from (for messages).
+        units: the linear units the file's header states (LAS/LAZ with a projected
+            CRS), None when it states none; scenes use them unless told otherwise.
     """
 
     points: np.ndarray
     dropped_nonfinite: int = 0
     source: str = ""
+    units: LinearUnits | None = None
 
 
 @dataclass
@@ -533,11 +537,12 @@ def _read_mesh_vertices(path: Path) -> np.ndarray:
     return pts
 
 
-def _read_las(path: Path) -> np.ndarray:
-    """Read LAS/LAZ with the optional ``laspy`` (+ ``lazrs`` for LAZ) packages.
+def _read_las(path: Path) -> tuple[np.ndarray, LinearUnits | None]:
+    """Read LAS/LAZ with the optional ``laspy`` (+ ``lazrs`` for LAZ) packages, and the units its CRS states.
 
     Raises:
-        InputError: laspy (or a LAZ backend) is missing, or the file is corrupt.
+        InputError: laspy (or a LAZ backend) is missing, the file is corrupt, or its
+            CRS is geographic (x and y in degrees cannot be meshed).
     """
     suffix = path.suffix.lower()
     try:
@@ -550,8 +555,14 @@ def _read_las(path: Path) -> np.ndarray:
         if "backend" in str(exc).lower():
             raise InputError(_name(path), _LAS_HINT.format(suffix=suffix).replace("laspy package", "lazrs backend")) from exc
         raise InputError(_name(path), f"cannot be read as {suffix.lstrip('.').upper()} ({exc})") from exc
+    try:
+        units = las_units(las.header)
+    except ValueError as exc:
+        if "geographic" in str(exc):
+            raise InputError(_name(path), f"its header says {exc}: reproject it to a projected CRS (e.g. with PDAL) first") from exc
+        units = None  # a malformed CRS record: the points are still good, and --units can say what the header could not
     # x/y/z apply the header's scale and offset (the raw X/Y/Z are integers).
-    return np.column_stack([np.asarray(las.x), np.asarray(las.y), np.asarray(las.z)]).astype(np.float64)
+    return np.column_stack([np.asarray(las.x), np.asarray(las.y), np.asarray(las.z)]).astype(np.float64), units
 
 
 def _points_from_array(arr: np.ndarray, name: str) -> np.ndarray:
@@ -584,7 +595,7 @@ def _read_npz_points(path: Path) -> np.ndarray:
     return _points_from_array(_load_npz_array(path, _NPZ_POINT_KEYS), _name(path))
 
 
-_POINT_READERS: dict[str, Callable[[Path], np.ndarray]] = {
+_POINT_READERS: dict[str, Callable[[Path], np.ndarray | tuple[np.ndarray, LinearUnits | None]]] = {
     ".ply": _read_ply,
     ".pcd": _read_pcd,
     ".xyz": _read_text_points,
@@ -651,9 +662,11 @@ def read_points(path: PathLike) -> PointCloud:
     """
     p = _check_file(path)
     reader = _suffix(p, _POINT_READERS, "point cloud")
-    pts = np.asarray(reader(p), dtype=np.float64).reshape(-1, 3)
+    read = reader(p)
+    read, units = read if isinstance(read, tuple) else (read, None)
+    pts = np.asarray(read, dtype=np.float64).reshape(-1, 3)
     kept, dropped = _finite_rows(pts, _name(p))
-    return PointCloud(points=kept, dropped_nonfinite=dropped, source=str(p))
+    return PointCloud(points=kept, dropped_nonfinite=dropped, source=str(p), units=units)
 
 
 # --------------------------------------------------------------------------- voxels
