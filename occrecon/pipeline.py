@@ -430,6 +430,13 @@ def reconstruct(
                 flags = " and ".join([", ".join(object_only[:-1]), object_only[-1]] if len(object_only) > 1 else object_only)
                 result.notes.append(f"{flags} apply to object clouds, not the scene's sliding window: ignored")
             return result
+    # An object is normalised by one scale, so a z in other units than x and y (LAS: feet across,
+    # metres up) would squash or stretch it: z is brought into x and y's units, and back on the mesh.
+    z_stretch = _vertical_stretch(source) if kind == "points" else 1.0
+    stretch_note = ""
+    if z_stretch != 1.0:
+        stretch_note = f"z ({source.units.vertical_name}) scaled by {z_stretch:.7g} into the unit of x and y ({source.units.horizontal_name}) for the network, and back"
+        source = dataclasses.replace(source, points=source.points * np.array([1.0, 1.0, z_stretch]), units=None)
     spec = model.input_spec if input_noise is None else {**model.input_spec, "noise": input_noise}
     prepared = prepare_input(kind, source, spec, mask=mask, seed=seed)
     timings["preprocess"] = time.perf_counter() - start
@@ -472,7 +479,11 @@ def reconstruct(
     vertices, faces, n_evals, lowest, highest = mesh_from_conditioning(model, conditioning, options, seed=seed, on_stage=on_stage, timings=timings, anchors=anchors)
     if len(faces) == 0:
         raise InputError(label, no_surface_message(options.resolved(model).threshold, lowest, highest))
-    mesh = make_mesh(prepared.transform.to_input(vertices), faces)
+    vertices = prepared.transform.to_input(vertices)
+    if z_stretch != 1.0:
+        vertices[:, 2] /= z_stretch
+        notes.append(stretch_note)
+    mesh = make_mesh(vertices, faces)
     timings["total"] = time.perf_counter() - start
     return Reconstruction(
         mesh=mesh,
@@ -490,6 +501,12 @@ def reconstruct(
 
 def _cloud_array(source: Any) -> np.ndarray:
     return np.asarray(getattr(source, "points", source), dtype=np.float64)
+
+
+def _vertical_stretch(source: Any) -> float:
+    """How many horizontal units one vertical unit of a cloud makes (1 unless its header gives z a unit of its own)."""
+    units = getattr(source, "units", None)
+    return 1.0 if units is None else float(units.vertical / units.horizontal)
 
 
 def _scene_units(source: Any, scene: SceneOptions) -> Any:

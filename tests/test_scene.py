@@ -427,3 +427,21 @@ def test_points_command_prints_a_scene_s_notes_once_and_before_its_result(tmp_pa
     assert len(lines) == 1 and "sparse.npy: the points lie 0.2 m apart" in lines[0], err
     # Printed while the crops ran, when it could still save a long run; not again with the result.
     assert exit_info.value.code == 0 and err.index(lines[0]) < err.index("→"), err
+
+
+def test_an_object_cloud_with_z_in_other_units_keeps_its_proportions(tmp_path):
+    from tiny_models import save_tiny_model
+
+    from occrecon.loading import load_model
+
+    model = load_model(str(save_tiny_model("points", tmp_path / "tiny")), "cpu")
+    rng = np.random.default_rng(0)
+    ball = rng.normal(size=(3000, 3))
+    ball = 0.4 * ball / np.linalg.norm(ball, axis=1, keepdims=True)  # a 0.8 m ball, in metres
+    feet_metres = LinearUnits(0.3048, 1.0, "foot", "metre")
+    file_points = ball * np.array([1 / 0.3048, 1 / 0.3048, 1.0])
+    stretched = reconstruct(model, "points", PointCloud(points=file_points, units=feet_metres), rotations=1, fit_steps=0, winding=False, anchor_points=False, options=ExtractionOptions(threshold=0.2))
+    plain = reconstruct(model, "points", PointCloud(points=ball / 0.3048), rotations=1, fit_steps=0, winding=False, anchor_points=False, options=ExtractionOptions(threshold=0.2))
+    # The same shape in feet, except z, which comes back in metres.
+    np.testing.assert_allclose(stretched.mesh.vertices * np.array([1.0, 1.0, 1 / 0.3048]), plain.mesh.vertices, atol=1e-4)
+    assert any(note.startswith("z (metre) scaled by 3.28084 into the unit of x and y (foot)") for note in stretched.notes)
