@@ -378,3 +378,18 @@ def test_crop_encoder_ignores_overflow_bin_in_volume():
         fea = model.encoder({"points": points, "index": {"grid": overflow}})
     assert fea["grid"].shape == (1, 32, reso, reso, reso)
     assert torch.isfinite(fea["grid"]).all()
+
+
+def test_unet_conv3d_inference_kernel_matches_pytorch_s_and_still_trains():
+    from occrecon.nets.unet import Conv3d
+
+    torch.manual_seed(0)
+    conv = Conv3d(16, 32, 3, padding=1, bias=False)
+    plain = torch.nn.Conv3d(16, 32, 3, padding=1, bias=False)
+    plain.load_state_dict(conv.state_dict())
+    x = torch.randn(1, 16, 10, 10, 10)  # 1·16·10·10 ≤ 20480: PyTorch itself would take its native kernel
+    with torch.inference_mode():
+        torch.testing.assert_close(conv(x), plain(x), atol=1e-5, rtol=1e-5)
+    y = conv(x.requires_grad_())
+    y.square().sum().backward()
+    assert conv.weight.grad is not None and x.grad is not None

@@ -104,6 +104,22 @@ class UNet2D(nn.Module):
         return self.conv_final(x)
 
 
+class Conv3d(nn.Conv3d):
+    """``nn.Conv3d`` whose CPU inference always runs oneDNN's kernel.
+
+    PyTorch sends a batch-1 float convolution with a kernel at most 3 wide to its
+    native kernel when N·C·D·H ≤ 20480, a threshold tuned for 2-D convolutions:
+    on the scene U-Net's 20³ and 10³ levels that kernel took 3× oneDNN's time, and
+    the U-Net 1.6× in all (``benchmarks/scene.py``). Same weights, same keys;
+    training and other devices take the usual path.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled() and torch.backends.mkldnn.is_available() and self.padding_mode == "zeros":
+            return torch.ops.aten.mkldnn_convolution(x.contiguous(), self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups)
+        return super().forward(x)
+
+
 class SingleConv3d(nn.Sequential):
     """GroupNorm -> Conv3d (no bias) -> ReLU, named ``groupnorm``, ``conv``, ``ReLU``.
 
@@ -117,7 +133,7 @@ class SingleConv3d(nn.Sequential):
         super().__init__()
         groups = 1 if in_channels < num_groups else num_groups
         self.add_module("groupnorm", nn.GroupNorm(groups, in_channels))
-        self.add_module("conv", nn.Conv3d(in_channels, out_channels, 3, padding=1, bias=False))
+        self.add_module("conv", Conv3d(in_channels, out_channels, 3, padding=1, bias=False))
         self.add_module("ReLU", nn.ReLU(inplace=True))
 
 
