@@ -281,8 +281,11 @@ SPARSE_SPACING_VOXELS = 4.0
 """Median point spacing, in voxels, above which a scan is too sparse for the voxel size (a note says so)."""
 
 
-def _sparse_points_note(points: np.ndarray, unit_size: float, voxel_metres: float, sample: int = 20_000) -> str | None:
-    """A note when the points lie much farther apart than a voxel: the network then sees dots, not surfaces."""
+def _sparse_points_note(points: np.ndarray, unit_size: float, voxel_metres: float, units_assumed: bool, sample: int = 20_000) -> str | None:
+    """A note when the points lie much farther apart than a voxel: the network then sees dots, not surfaces.
+
+    ``units_assumed``: the units were neither given nor stated by the file, so they may be the problem.
+    """
     from scipy.spatial import cKDTree
 
     if len(points) < 2:
@@ -295,7 +298,7 @@ def _sparse_points_note(points: np.ndarray, unit_size: float, voxel_metres: floa
     metres = spacing * voxel_metres
     return (
         f"the points lie {metres:.3g} m apart (median), {spacing:.0f} voxels of {voxel_metres:.3g} m: too sparse for the network "
-        f"to see surfaces; --voxel-size {metres:.2g} (or --units if the scan is not in metres) suits this scan"
+        f"to see surfaces; --voxel-size {metres:.2g}{' (or --units if the scan is not in metres)' if units_assumed else ''} suits this scan"
     )
 
 
@@ -478,7 +481,7 @@ def reconstruct_scene(
     n_evals = peak = 0
     crops = grid.crops_near(model_points, reach) if skip_empty else list(grid)
     skipped = len(grid) - len(crops)
-    for note in (units_note, _sparse_points_note(model_points, settings.unit_size, metres)):
+    for note in (units_note, _sparse_points_note(model_points, settings.unit_size, metres, units_assumed=units is None)):
         if note:
             notes.append(note)
             if on_note:

@@ -363,7 +363,7 @@ def test_a_scan_far_sparser_than_the_voxel_gets_a_note():
     model = analytic_model()
     grid = np.stack(np.meshgrid(np.arange(0, 2.01, 0.2), [0.5], np.arange(0, 2.01, 0.2), indexing="ij"), -1).reshape(-1, 3)
     sparse = reconstruct_scene(model, np.vstack([[0.0, 0.0, 0.0], grid]), units="m", settings=SETTINGS)
-    assert any("0.2 m apart (median), 10 voxels of 0.02 m" in note and "--voxel-size 0.2" in note for note in sparse.notes)
+    assert any("0.2 m apart (median), 10 voxels of 0.02 m" in note and "--voxel-size 0.2 suits" in note for note in sparse.notes)  # units given: no --units hint
     dense = reconstruct_scene(analytic_model(), floor_scan(n=20000), units="m", settings=SETTINGS)
     assert not any("apart" in note for note in dense.notes)
 
@@ -412,6 +412,7 @@ def test_notes_about_the_input_are_heard_before_the_crops_run():
     )
     assert [note for _, note in heard] == [note for note in result.notes if "apart" in note]
     assert heard and all(done == 0 for done, _ in heard)
+    assert "--voxel-size 0.2 (or --units if the scan is not in metres) suits" in heard[0][1]  # metres were assumed
 
 
 def test_points_command_prints_a_scene_s_notes_once_and_before_its_result(tmp_path, capsys):
