@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ class _Node:
     values: list[Any]
 
 
-def parse_wkt(text: str) -> _Node:
+def _parse_wkt(text: str) -> _Node:
     """A WKT string (1 or 2) as a tree of ``_Node(keyword, values)``; values are str, float or _Node."""
     tokens = re.findall(r'"(?:[^"]|"")*"|[A-Za-z_][A-Za-z0-9_]*|[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[\[\](),]', text)
     position = 0
@@ -144,7 +144,7 @@ def units_from_wkt(text: str) -> LinearUnits | None:
     Raises:
         ValueError: the text is not WKT or states a geographic CRS (coordinates in degrees).
     """
-    root = parse_wkt(text)
+    root = _parse_wkt(text)
     projected = _find(root, {"PROJCS", "PROJCRS", "PROJECTEDCRS"})
     if projected is None:
         if _find(root, {"GEOGCS", "GEOGCRS", "GEODCRS", "GEOGRAPHICCRS"}) is not None:
@@ -199,7 +199,7 @@ def las_units(header: Any) -> LinearUnits | None:
                 text = bytes(getattr(record, "record_data", b"")).decode("utf-8", "replace")
             units = units_from_wkt(text.rstrip("\x00"))
             if units is not None:
-                return LinearUnits(units.horizontal, units.vertical, units.horizontal_name, units.vertical_name, origin="LAS header (WKT)")
+                return replace(units, origin="LAS header (WKT)")
     for record in records:
         if getattr(record, "record_id", None) == 34735 and getattr(record, "user_id", "") == "LASF_Projection":
             doubles = next((list(r.doubles) for r in records if getattr(r, "record_id", None) == 34736), [])
@@ -211,5 +211,5 @@ def las_units(header: Any) -> LinearUnits | None:
                     keys[int(key.id)] = float(doubles[key.value_offset])
             units = units_from_geokeys(keys)
             if units is not None:
-                return LinearUnits(units.horizontal, units.vertical, units.horizontal_name, units.vertical_name, origin="LAS header (GeoTIFF keys)")
+                return replace(units, origin="LAS header (GeoTIFF keys)")
     return None
