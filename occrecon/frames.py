@@ -38,3 +38,26 @@ class FrameTransform:
     @staticmethod
     def identity() -> "FrameTransform":
         return FrameTransform(1.0, np.zeros(3))
+
+
+UP_AXES: tuple[str, ...] = ("y", "z", "x", "-y", "-z", "-x")
+"""The axes ``--up`` names; the models' frame has y up."""
+
+
+def up_rotation(up: str) -> np.ndarray:
+    """(3, 3) rotation taking the axis ``up`` points along (``"z"``, ``"-x"``...) to +y.
+
+    A quarter or half turn, so a signed permutation: exact in floating point, and
+    bounding boxes stay boxes. z-up goes to y-up by the turn about x that keeps x
+    (``(x, y, z) -> (x, z, -y)``), as ShapeNet's z-up meshes are usually turned.
+    """
+    if up not in UP_AXES:
+        raise ValueError(f"up must be one of {', '.join(UP_AXES)}, got {up!r}")
+    sign = -1.0 if up.startswith("-") else 1.0
+    axis = "xyz".index(up[-1])
+    if axis == 1:  # y or -y: identity, or the half turn about x
+        return np.diag([1.0, sign, sign])
+    if axis == 2:  # z -> y: (x, y, z) -> (x, z, -y); -z -> y: (x, y, z) -> (x, -z, y)
+        return np.array([[1.0, 0.0, 0.0], [0.0, 0.0, sign], [0.0, -sign, 0.0]])
+    # x -> y: (x, y, z) -> (-y, x, z); -x -> y: (x, y, z) -> (y, -x, z)
+    return np.array([[0.0, -sign, 0.0], [sign, 0.0, 0.0], [0.0, 0.0, 1.0]])

@@ -21,7 +21,7 @@ import trimesh
 from occrecon.errors import InputError, OccreconError
 from occrecon.extract import box_bounds, extract_grid, marching_cubes, probability_to_logit, refine_vertices, simplify
 from occrecon.fitting import FitOptions, fit_to_points
-from occrecon.frames import FrameTransform
+from occrecon.frames import FrameTransform, up_rotation
 from occrecon.io.mesh import make_mesh
 from occrecon.loading import OccupancyModel
 from occrecon.winding import PriorOptions, WindingPrior, winding_prior
@@ -77,6 +77,8 @@ class SceneOptions:
         units: ``m``, ``cm``, ``mm``, ``ft``, ``us-ft``; None takes what a LAS/LAZ
             header states, or else guesses.
         voxel_size: voxel edge in metres (default: the model's).
+        up: the clouds' up axis (``"z"``, ``"-x"``...; objects too, despite the name); None
+            takes what the format says (LAS/LAZ: z), else y, the models' own.
         trim: drop surface the scan cannot have seen (farther than the model's
             ``trim_voxels`` from every point, e.g. the backs of walls).
     """
@@ -86,6 +88,7 @@ class SceneOptions:
     units: str | None = None
     voxel_size: float | None = None
     trim: bool = True
+    up: str | None = None
 
 
 @dataclass
@@ -437,6 +440,10 @@ def reconstruct(
     if z_stretch != 1.0:
         stretch_note = f"z ({source.units.vertical_name}) scaled by {z_stretch:.7g} into the unit of x and y ({source.units.horizontal_name}) for the network, and back"
         source = dataclasses.replace(source, points=source.points * np.array([1.0, 1.0, z_stretch]), units=None)
+    up = _up_axis(source, scene or SceneOptions()) if kind == "points" else "y"
+    turn = up_rotation(up)
+    if up != "y":
+        source = _turned(source, turn)
     spec = model.input_spec if input_noise is None else {**model.input_spec, "noise": input_noise}
     prepared = prepare_input(kind, source, spec, mask=mask, seed=seed)
     timings["preprocess"] = time.perf_counter() - start
@@ -480,6 +487,9 @@ def reconstruct(
     if len(faces) == 0:
         raise InputError(label, no_surface_message(options.resolved(model).threshold, lowest, highest))
     vertices = prepared.transform.to_input(vertices)
+    if up != "y":
+        vertices = vertices @ turn
+        notes.append(f"{up} up: turned y-up for the network, and back")
     if z_stretch != 1.0:
         vertices[:, 2] /= z_stretch
         notes.append(stretch_note)
@@ -507,6 +517,17 @@ def _vertical_stretch(source: Any) -> float:
     """How many horizontal units one vertical unit of a cloud makes (1 unless its header gives z a unit of its own)."""
     units = getattr(source, "units", None)
     return 1.0 if units is None else float(units.vertical / units.horizontal)
+
+
+def _up_axis(source: Any, scene: SceneOptions) -> str:
+    """``--up`` when given, else what the format says (LAS/LAZ: z), else y."""
+    return scene.up or getattr(source, "up", None) or "y"
+
+
+def _turned(source: Any, turn: np.ndarray) -> Any:
+    """The cloud (array or :class:`PointCloud`) turned by ``turn``, its up axis now y."""
+    points = _cloud_array(source)[:, :3] @ turn.T
+    return dataclasses.replace(source, points=points, up="y") if hasattr(source, "points") else points
 
 
 def _scene_units(source: Any, scene: SceneOptions) -> Any:
@@ -564,7 +585,7 @@ def _reconstruct_scene(
         if on_stage:
             on_stage(f"crop {done}/{total}")
 
-    result = reconstruct_scene(model, cloud, units=_scene_units(source, scene), voxel_size=scene.voxel_size, settings=settings, seed=seed, on_crop=progress, on_note=on_note)
+    result = reconstruct_scene(model, cloud, units=_scene_units(source, scene), voxel_size=scene.voxel_size, up=_up_axis(source, scene), settings=settings, seed=seed, on_crop=progress, on_note=on_note)
     notes += result.notes
     notes.append(f"scene: {result.n_crops - result.n_skipped} of {result.n_crops} crops reconstructed with {model.name}")
     timings = dict(result.timings)
@@ -599,11 +620,12 @@ def reconstruct_image(model: OccupancyModel, image: str | Path | np.ndarray | An
 def reconstruct_points(model: OccupancyModel, points: str | Path | np.ndarray, **kwargs: Any) -> trimesh.Trimesh:
     """Mesh from a point cloud (path or (n, 3) array), in the cloud's own frame.
 
+    ``up="z"`` (or ``"-y"``...) names the cloud's up axis (default: z for LAS/LAZ, else y).
     With a scene model (``convonet-scene``) the cloud goes through the sliding
     window; ``units``, ``voxel_size`` and ``trim`` then apply (see ``occrecon.scene``).
     """
     options, rest = _extraction_kwargs(dict(kwargs))
-    scene_names = ("units", "voxel_size", "trim")
+    scene_names = ("units", "voxel_size", "trim", "up")
     scene = SceneOptions(**{k: rest.pop(k) for k in scene_names if k in rest})
     return reconstruct(model, "points", points, options=options, scene=scene, **rest).mesh
 

@@ -39,6 +39,7 @@ from occrecon.errors import InputError
 from occrecon.extract import extract_grid, probability_to_logit
 from occrecon.extract.meshing import marching_cubes_block
 from occrecon.extract.mise import cells_near
+from occrecon.frames import up_rotation
 from occrecon.io.crs import UNITS_PER_METRE, LinearUnits
 from occrecon.loading import OccupancyModel
 
@@ -425,6 +426,7 @@ def reconstruct_scene(
     *,
     units: str | LinearUnits | None = None,
     voxel_size: float | None = None,
+    up: str = "y",
     settings: SceneSettings | None = None,
     seed: int = 0,
     skip_empty: bool = True,
@@ -440,6 +442,8 @@ def reconstruct_scene(
             header states (``PointCloud.units``); None guesses (with a note).
         voxel_size: voxel edge in metres the scan is cut into (default: the
             model's, 2 cm for upstream's); a coarser voxel makes bigger crops.
+        up: the scan's axis that points up (``"z"``, ``"-y"``...): crop models are
+            trained on y-up rooms, and a z-up floor looks to them like a wall.
         settings: sliding-window settings (default from the model config).
         seed: seeds per-crop subsampling.
         skip_empty: skip crops with no input point near their query box.
@@ -459,12 +463,15 @@ def reconstruct_scene(
     notes: list[str] = []
     per_metre, units_note = detect_units(points, units)
     metres = voxel_size if voxel_size is not None else settings.unit_size
-    # input units → model frame: metres, then rescaled so one scan voxel is one model voxel.
+    # input units → model frame: metres, then rescaled so one scan voxel is one model voxel, then turned y-up.
     scale = (1.0 / per_metre) * (settings.unit_size / metres)
+    turn = up_rotation(up)
+    turned = (points * scale) @ turn.T
     # Shift to small coordinates (float32 loses georeferenced scans' detail) by a
     # whole number of voxels, which leaves the decoder's in-voxel coordinates as they were.
-    origin = np.floor(points.min(axis=0) * scale / settings.unit_size) * settings.unit_size
-    model_points = (points * scale - origin).astype(np.float32)
+    origin = np.floor(turned.min(axis=0) / settings.unit_size) * settings.unit_size
+    model_points = (turned - origin).astype(np.float32)
+    del turned
 
     timings = {"encode": 0.0, "field": 0.0, "marching_cubes": 0.0}
     start = time.perf_counter()
@@ -481,7 +488,8 @@ def reconstruct_scene(
     n_evals = peak = 0
     crops = grid.crops_near(model_points, reach) if skip_empty else list(grid)
     skipped = len(grid) - len(crops)
-    for note in (units_note, _sparse_points_note(model_points, settings.unit_size, metres, units_assumed=units is None)):
+    up_note = None if up == "y" else f"{up} up: turned y-up for the network (its rooms are y-up), and back"
+    for note in (units_note, up_note, _sparse_points_note(model_points, settings.unit_size, metres, units_assumed=units is None)):
         if note:
             notes.append(note)
             if on_note:
@@ -537,7 +545,7 @@ def reconstruct_scene(
         raise InputError(None, f"no surface found in the scene at threshold {settings.threshold:g}")
     tick = time.perf_counter()
     lattice_vertices, faces = welder.mesh()
-    vertices = (grid.lower + lattice_vertices * step + origin) / scale
+    vertices = ((grid.lower + lattice_vertices * step + origin) @ turn) / scale
     del lattice_vertices
     mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
     timings["merge"] = time.perf_counter() - tick

@@ -446,3 +446,79 @@ def test_an_object_cloud_with_z_in_other_units_keeps_its_proportions(tmp_path):
     # The same shape in feet, except z, which comes back in metres.
     np.testing.assert_allclose(stretched.mesh.vertices * np.array([1.0, 1.0, 1 / 0.3048]), plain.mesh.vertices, atol=1e-4)
     assert any(note.startswith("z (metre) scaled by 3.28084 into the unit of x and y (foot)") for note in stretched.notes)
+
+
+@pytest.mark.parametrize("up", ["z", "-z", "x", "-y"])
+def test_a_scan_with_another_up_axis_is_turned_y_up_and_back(up):
+    from occrecon.frames import up_rotation
+
+    scan = floor_scan(n=8000, size=(1.2, 0.8))  # y up, as the crop models' rooms
+    reference = reconstruct_scene(analytic_model(wobble=0.0), scan, units="m", settings=SETTINGS)
+    turn = up_rotation(up)
+    file_frame = scan @ turn  # the same scan with `up` pointing up
+    result = reconstruct_scene(analytic_model(wobble=0.0), file_frame, units="m", up=up, settings=SETTINGS)
+    np.testing.assert_allclose(result.mesh.vertices @ turn.T, reference.mesh.vertices, atol=1e-9)
+    np.testing.assert_array_equal(result.mesh.faces, reference.mesh.faces)
+    assert f"{up} up: turned y-up for the network (its rooms are y-up), and back" in result.notes
+    # Read as y-up, the floor stands on its edge and the analytic field finds another surface, or none.
+    try:
+        wrong = reconstruct_scene(analytic_model(wobble=0.0), file_frame, units="m", settings=SETTINGS).mesh
+        assert not np.allclose(wrong.bounds, result.mesh.bounds, atol=1e-3)
+    except InputError:
+        pass
+
+
+def test_up_axis_rotations_are_proper_quarter_turns():
+    from occrecon.frames import UP_AXES, up_rotation
+
+    for up in UP_AXES:
+        turn = up_rotation(up)
+        axis = np.zeros(3)
+        axis["xyz".index(up[-1])] = -1.0 if up.startswith("-") else 1.0
+        np.testing.assert_array_equal(turn @ axis, [0.0, 1.0, 0.0])
+        assert round(np.linalg.det(turn)) == 1 and set(np.abs(turn).ravel()) == {0.0, 1.0}  # faces keep their winding
+    with pytest.raises(ValueError, match="up must be one of"):
+        up_rotation("up")
+
+
+def test_las_clouds_are_z_up_and_objects_turn_too(tmp_path):
+    from tiny_models import save_tiny_model
+
+    from occrecon.frames import up_rotation
+    from occrecon.io.readers import read_points
+    from occrecon.loading import load_model
+
+    laspy = pytest.importorskip("laspy")
+    rng = np.random.default_rng(0)
+    blob = rng.normal(size=(3000, 3)) * np.array([0.3, 0.1, 0.2])  # flat along y: the turn matters
+    header = laspy.LasHeader(point_format=3, version="1.2")
+    header.scales, header.offsets = [1e-4] * 3, [0.0] * 3
+    las = laspy.LasData(header)
+    z_up = blob @ up_rotation("z")  # the blob with its thin axis along z
+    las.x, las.y, las.z = z_up[:, 0], z_up[:, 1], z_up[:, 2]
+    las.write(str(tmp_path / "blob.las"))
+    cloud = read_points(tmp_path / "blob.las")
+    assert cloud.up == "z" and read_points(_write_xyz(tmp_path / "blob.xyz", z_up)).up is None
+    model = load_model(str(save_tiny_model("points", tmp_path / "tiny")), "cpu")
+    plain = dict(rotations=1, fit_steps=0, winding=False, anchor_points=False, input_noise=0.0, options=ExtractionOptions(threshold=0.2))
+    turned = reconstruct(model, "points", cloud, **plain)
+    upright = reconstruct(model, "points", cloud.points @ up_rotation("z").T, **plain)
+    np.testing.assert_allclose(turned.mesh.vertices @ up_rotation("z").T, upright.mesh.vertices, atol=2e-3)
+    assert "z up: turned y-up for the network, and back" in turned.notes
+    as_given = reconstruct(model, "points", cloud, scene=SceneOptions(up="y"), **plain)
+    assert not any("turned" in note for note in as_given.notes)
+
+
+def _write_xyz(path: Path, points: np.ndarray) -> Path:
+    np.savetxt(path, points)
+    return path
+
+
+def test_points_command_refuses_an_unknown_up_axis(tmp_path, capsys):
+    from occrecon.cli.main import main
+
+    np.save(tmp_path / "room.npy", floor_scan(n=500))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["points", str(tmp_path / "room.npy"), "--up", "w", "-d", str(tmp_path)])
+    assert exit_info.value.code == 2 and "--up must be one of y, z, x, -y, -z, -x" in capsys.readouterr().err
+    assert not list(tmp_path.glob("room.*[!y]"))  # no mesh written

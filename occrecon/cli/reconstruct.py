@@ -92,6 +92,7 @@ def run_reconstruction(
     units: str | None,
     voxel_size: float | None,
     trim: bool,
+    up: str | None,
     input_noise: float | None,
     rotations: int | None,
     fit_steps: int | None,
@@ -127,13 +128,17 @@ def run_reconstruction(
 
     if units is not None and units.lower() not in UNITS_PER_METRE:
         raise _usage(f"--units must be one of {', '.join(UNITS_PER_METRE)}, got {units!r}")
+    from occrecon.frames import UP_AXES  # here: occrecon.frames imports numpy, which --help does not need
+
+    if up is not None and up not in UP_AXES:
+        raise _usage(f"--up must be one of {', '.join(UP_AXES)}, got {up!r}")
     name = model or registry.default_model("scene" if scene else kind)
     with out.stderr.status(f"loading model {name}", spinner="dots") if not quiet else nullcontext():
         loaded = load_model(name, device, revision=revision, progress=not quiet)
     check_task(loaded, kind)
     if scene and loaded.task != "scene":
         raise _usage(f"--scene needs a scene model; {loaded.name} is a {loaded.task} model")
-    scene_options = SceneOptions(scene=scene, units=units, voxel_size=voxel_size, trim=trim)
+    scene_options = SceneOptions(scene=scene, units=units, voxel_size=voxel_size, trim=trim, up=up)
     if kind == "points" and model is None and scene is None:
         # Clouds far larger than an object switch to the scene model, loaded on first need.
         scene_name = registry.default_model("scene")
@@ -253,6 +258,7 @@ def make_command(kind: str, summary: str, exclude: tuple[str, ...] = ()) -> Call
         scene: Annotated[Optional[bool], typer.Option("--scene/--no-scene", help="Treat clouds as scenes (sliding window) or objects. [default: scene when the cloud is over 4 m across and no --model is given]")] = None,
         units: Annotated[Optional[str], typer.Option("--units", help="Scene units: m, cm, mm, ft or us-ft. [default: what a LAS/LAZ header states, else guessed, with a note]")] = None,
         voxel_size: Annotated[Optional[float], typer.Option("--voxel-size", min=0.001, help="Scene voxel edge in metres. [default: the model's]")] = None,
+        up: Annotated[Optional[str], typer.Option("--up", help="The cloud's up axis: y, z, x, -y, -z or -x; it is turned y-up for the network and back. [default: z for LAS/LAZ (elevation), else y]")] = None,
         trim: Annotated[bool, typer.Option("--trim/--no-trim", help="Scenes: drop surface farther than 1.5 voxels from every point (wall backs, floor undersides the scan cannot see).")] = True,
         input_noise: Annotated[Optional[float], typer.Option("--input-noise", min=0.0, help="Gaussian noise (std, canonical units) added to an object cloud before encoding, as upstream does at test time; 0 for scans that are as noisy already. [default: model's, 0.005]")] = None,
         rotations: Annotated[Optional[int], typer.Option("--rotations", min=1, help="Encode an object cloud under this many rotations (identity + random) and average: a few times slower, better where parts overlap in the model's plane projections; 1 for one pass. [default: the model's]")] = None,
@@ -287,6 +293,7 @@ def make_command(kind: str, summary: str, exclude: tuple[str, ...] = ()) -> Call
             recursive=recursive,
             scene=scene,
             units=units,
+            up=up,
             voxel_size=voxel_size,
             trim=trim,
             input_noise=input_noise,
@@ -309,7 +316,7 @@ def make_command(kind: str, summary: str, exclude: tuple[str, ...] = ()) -> Call
     return command
 
 
-_SCENE_OPTIONS = ("scene", "units", "voxel_size", "trim")
+_SCENE_OPTIONS = ("scene", "units", "voxel_size", "trim", "up")
 image_command = make_command(
     "image",
     "Reconstruct meshes from photos or renders (PNG, JPEG, WebP, BMP, TIFF).",

@@ -71,12 +71,15 @@ class PointCloud:
         source: the file it came from (for messages).
         units: the linear units the file's header states (LAS/LAZ with a projected
             CRS), None when it states none; scenes use them unless told otherwise.
+        up: the axis the format says points up (``"z"`` for LAS/LAZ, whose z is
+            elevation), None when it says nothing; used unless ``--up`` says otherwise.
     """
 
     points: np.ndarray
     dropped_nonfinite: int = 0
     source: str = ""
     units: LinearUnits | None = None
+    up: str | None = None
 
 
 @dataclass
@@ -666,7 +669,8 @@ def read_points(path: PathLike) -> PointCloud:
     read, units = read if isinstance(read, tuple) else (read, None)
     pts = np.asarray(read, dtype=np.float64).reshape(-1, 3)
     kept, dropped = _finite_rows(pts, _name(p))
-    return PointCloud(points=kept, dropped_nonfinite=dropped, source=str(p), units=units)
+    las = p.suffix.lower() in (".las", ".laz")
+    return PointCloud(points=kept, dropped_nonfinite=dropped, source=str(p), units=units, up="z" if las else None)
 
 
 # --------------------------------------------------------------------------- voxels
