@@ -423,10 +423,12 @@ def reconstruct(
     if on_stage:
         on_stage("reading input")
     label = str(source) if isinstance(source, (str, Path)) else None  # errors name the file, also once it is read
+    object_note: str | None = None
     if kind == "points":
         if isinstance(source, (str, Path)):
             source = read_points(source)
         scene_model = _scene_model_for(model, source, scene or SceneOptions())
+        object_note = _room_sized_note(source, scene or SceneOptions()) if scene_model is None else None
         if scene_model is not None:
             result = _reconstruct_scene(scene_model, source, scene or SceneOptions(), options, seed, on_stage, on_note, start)
             if object_only:
@@ -493,6 +495,8 @@ def reconstruct(
     if z_stretch != 1.0:
         vertices[:, 2] /= z_stretch
         notes.append(stretch_note)
+    if object_note:
+        notes.append(object_note)
     mesh = make_mesh(vertices, faces)
     timings["total"] = time.perf_counter() - start
     return Reconstruction(
@@ -533,6 +537,21 @@ def _turned(source: Any, turn: np.ndarray) -> Any:
 def _scene_units(source: Any, scene: SceneOptions) -> Any:
     """``--units`` when given, else what the file's header states (LAS/LAZ), else None (guess)."""
     return scene.units if scene.units is not None else getattr(source, "units", None)
+
+
+def _room_sized_note(source: Any, scene: SceneOptions) -> str | None:
+    """For a cloud the extent rule sent down the object path although it may be a small room: how to say otherwise."""
+    from occrecon.scene import OBJECT_SCALE_LIMIT_M, ROOM_SIZED_M, extent_metres
+
+    if scene.scene is not None or scene.scene_model is None:
+        return None  # the user chose, or no scene model is on offer
+    metres = extent_metres(_cloud_array(source), _scene_units(source, scene))
+    if metres <= ROOM_SIZED_M:
+        return None
+    return (
+        f"reconstructed as one object: {metres:.2f} m across, under the {OBJECT_SCALE_LIMIT_M:g} m at which clouds count as scenes; "
+        "if it is a room or a part of one, --scene reconstructs it with the scene model"
+    )
 
 
 def _scene_model_for(model: OccupancyModel, source: Any, scene: SceneOptions) -> OccupancyModel | None:

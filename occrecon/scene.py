@@ -140,10 +140,19 @@ def detect_units(points: np.ndarray, units: str | LinearUnits | None) -> tuple[f
     return 1.0, None
 
 
+ROOM_SIZED_M = 1.5
+"""Object clouds wider than this (in metres) may be small rooms or scans of a corner: a note names --scene."""
+
+
+def extent_metres(points: np.ndarray, units: str | LinearUnits | None = None) -> float:
+    """A cloud's longest side in metres (units as :func:`detect_units` takes them)."""
+    per_metre, _ = detect_units(points, units)
+    return float(np.max(np.ptp(points, axis=0) / per_metre))
+
+
 def is_scene(points: np.ndarray, units: str | LinearUnits | None = None) -> bool:
     """Whether a cloud is far larger than an object (longest side above ``OBJECT_SCALE_LIMIT_M``)."""
-    per_metre, _ = detect_units(points, units)
-    return float(np.max(np.ptp(points, axis=0) / per_metre)) > OBJECT_SCALE_LIMIT_M
+    return extent_metres(points, units) > OBJECT_SCALE_LIMIT_M
 
 
 @dataclass(frozen=True)

@@ -304,6 +304,12 @@ def test_large_clouds_switch_to_the_scene_model_automatically(tmp_path):
     options = SceneOptions(scene_model=load_scene, units="m")
     small = reconstruct(object_model, "points", floor_scan(n=3000, size=(1.0, 0.8)), scene=options)
     assert not any("crops" in n for n in small.notes) and not loads
+    assert not any("--scene" in n for n in small.notes)
+    # A small room stays an object by the extent rule, with a note saying how to make it a scene.
+    corner = reconstruct(object_model, "points", floor_scan(n=3000, size=(2.5, 2.0)), scene=options)
+    assert "reconstructed as one object: 2.50 m across, under the 4 m at which clouds count as scenes; if it is a room or a part of one, --scene reconstructs it with the scene model" in corner.notes
+    chosen = reconstruct(object_model, "points", floor_scan(n=3000, size=(2.5, 2.0)), scene=SceneOptions(scene=False, scene_model=load_scene, units="m"))
+    assert not any("--scene" in n for n in chosen.notes) and not loads
     # Over 4 m across, yet most crops are empty (and skipped): one far point is enough.
     big = np.vstack([floor_scan(n=3000, size=(1.0, 0.8)), [[4.5, 0.5, 0.2]]])
     result = reconstruct(object_model, "points", big, scene=options)
