@@ -815,7 +815,7 @@ def model_card(config: dict[str, Any], benchmark: str | None = None) -> str:
     ]
     if config["task"] == "scene":
         lines += [
-            "- Metric scans with y up (the floor horizontal); other units via --units, other resolutions via --voxel-size.",
+            "- Metric scans with y up (the floor horizontal): --up turns others (LAS/LAZ are read z-up); other units via --units, other resolutions via --voxel-size.",
             "- Trained on procedural rooms only: real clutter and thin structures are beyond what it has seen.",
             f"- Features live on a {100 * float(arch['encoder_kwargs'].get('unit_size', 0.02)):g} cm voxel grid: parts thinner than a voxel come out thickened or lost. "
             "--voxel-size rescales the scan to the grid; the model has only seen its own voxel size.",
