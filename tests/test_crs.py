@@ -103,3 +103,10 @@ def test_eval_aerial_tile_is_in_feet(eval_dir):
     pytest.importorskip("lazrs")
     units = read_points(eval_dir / "formats" / "autzen_trim.laz").units
     assert units is not None and units.horizontal == 0.3048 and units.vertical == 0.3048
+
+
+def test_a_malformed_crs_record_leaves_the_points_readable(tmp_path):
+    points = np.random.default_rng(1).uniform(0, 10, (100, 3))
+    for text in ("[[[", 'PROJCS["cut off",UNIT["foot",'):
+        cloud = read_points(_las_file(tmp_path / "odd.las", points, text))
+        assert cloud.units is None and len(cloud.points) == 100
