@@ -442,7 +442,7 @@ def reconstruct(
     if z_stretch != 1.0:
         stretch_note = f"z ({source.units.vertical_name}) scaled by {z_stretch:.7g} into the unit of x and y ({source.units.horizontal_name}) for the network, and back"
         source = dataclasses.replace(source, points=source.points * np.array([1.0, 1.0, z_stretch]), units=None)
-    up = _up_axis(source, scene or SceneOptions()) if kind == "points" else "y"
+    up = (_up_axis(source, scene or SceneOptions()) or "y") if kind == "points" else "y"
     turn = up_rotation(up)
     if up != "y":
         source = _turned(source, turn)
@@ -523,9 +523,9 @@ def _vertical_stretch(source: Any) -> float:
     return 1.0 if units is None else float(units.vertical / units.horizontal)
 
 
-def _up_axis(source: Any, scene: SceneOptions) -> str:
-    """``--up`` when given, else what the format says (LAS/LAZ: z), else y."""
-    return scene.up or getattr(source, "up", None) or "y"
+def _up_axis(source: Any, scene: SceneOptions) -> str | None:
+    """``--up`` when given, else what the format says (LAS/LAZ: z), else None (y, unstated)."""
+    return scene.up or getattr(source, "up", None)
 
 
 def _turned(source: Any, turn: np.ndarray) -> Any:

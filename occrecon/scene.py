@@ -291,6 +291,18 @@ SPARSE_SPACING_VOXELS = 4.0
 """Median point spacing, in voxels, above which a scan is too sparse for the voxel size (a note says so)."""
 
 
+def _up_axis_note(extent: np.ndarray) -> str | None:
+    """A note when a scan taken as y-up (``extent``: (3,) metres) is far flatter along x or z than along y: it may be z-up (LiDAR, ScanNet)."""
+    flattest = int(np.argmin(extent))
+    if flattest == 1 or not extent[flattest] < 0.5 * extent[1]:
+        return None
+    axis = "xyz"[flattest]
+    return (
+        f"read with y up, but the scan is flattest along {axis} ({extent[flattest]:.3g} m against {extent[1]:.3g} m along y): "
+        f"if {axis} is up, --up {axis} turns it for the network, which expects y up"
+    )
+
+
 def _sparse_points_note(points: np.ndarray, unit_size: float, voxel_metres: float, units_assumed: bool, sample: int = 20_000) -> str | None:
     """A note when the points lie much farther apart than a voxel: the network then sees dots, not surfaces.
 
@@ -435,7 +447,7 @@ def reconstruct_scene(
     *,
     units: str | LinearUnits | None = None,
     voxel_size: float | None = None,
-    up: str = "y",
+    up: str | None = None,
     settings: SceneSettings | None = None,
     seed: int = 0,
     skip_empty: bool = True,
@@ -453,6 +465,7 @@ def reconstruct_scene(
             model's, 2 cm for upstream's); a coarser voxel makes bigger crops.
         up: the scan's axis that points up (``"z"``, ``"-y"``...): crop models are
             trained on y-up rooms, and a z-up floor looks to them like a wall.
+            None means y, with a note when the scan is far flatter along x or z.
         settings: sliding-window settings (default from the model config).
         seed: seeds per-crop subsampling.
         skip_empty: skip crops with no input point near their query box.
@@ -474,6 +487,8 @@ def reconstruct_scene(
     metres = voxel_size if voxel_size is not None else settings.unit_size
     # input units → model frame: metres, then rescaled so one scan voxel is one model voxel, then turned y-up.
     scale = (1.0 / per_metre) * (settings.unit_size / metres)
+    up_note = _up_axis_note(np.ptp(points, axis=0) / per_metre) if up is None else None
+    up = up or "y"
     turn = up_rotation(up)
     turned = (points * scale) @ turn.T
     # Shift to small coordinates (float32 loses georeferenced scans' detail) by a
@@ -497,7 +512,8 @@ def reconstruct_scene(
     n_evals = peak = 0
     crops = grid.crops_near(model_points, reach) if skip_empty else list(grid)
     skipped = len(grid) - len(crops)
-    up_note = None if up == "y" else f"{up} up: turned y-up for the network (its rooms are y-up), and back"
+    if up != "y":
+        up_note = f"{up} up: turned y-up for the network (its rooms are y-up), and back"
     for note in (units_note, up_note, _sparse_points_note(model_points, settings.unit_size, metres, units_assumed=units is None)):
         if note:
             notes.append(note)

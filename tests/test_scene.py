@@ -528,3 +528,15 @@ def test_points_command_refuses_an_unknown_up_axis(tmp_path, capsys):
         main(["points", str(tmp_path / "room.npy"), "--up", "w", "-d", str(tmp_path)])
     assert exit_info.value.code == 2 and "--up must be one of y, z, x, -y, -z, -x" in capsys.readouterr().err
     assert not list(tmp_path.glob("room.*[!y]"))  # no mesh written
+
+
+def test_a_scan_far_flatter_along_x_or_z_than_y_gets_a_note_naming_up():
+    from occrecon.frames import up_rotation
+
+    ground = floor_scan(n=8000, size=(3.0, 2.0))  # 3 x 0.5 x 2 m, y up: no note
+    assert not any("--up" in note for note in reconstruct_scene(analytic_model(), ground, units="m", settings=SETTINGS).notes)
+    z_up = ground @ up_rotation("z")  # the same ground stored z-up, as LiDAR is: flattest along z
+    notes = reconstruct_scene(analytic_model(), z_up, units="m", settings=SETTINGS, on_note=lambda note: None).notes
+    assert "read with y up, but the scan is flattest along z (0.508 m against 2 m along y): if z is up, --up z turns it for the network, which expects y up" in notes
+    told = reconstruct_scene(analytic_model(), z_up, units="m", up="y", settings=SETTINGS).notes
+    assert not any("flattest" in note for note in told)  # --up y said so: no second-guessing
