@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from occrecon.errors import InputError
-from occrecon.io.crs import LinearUnits, las_units, units_from_geokeys, units_from_wkt
+from occrecon.io.crs import GeographicCRSError, LinearUnits, las_units, units_from_geokeys, units_from_wkt
 from occrecon.io.readers import read_points
 
 WKT1_FOOT = (
@@ -42,7 +42,7 @@ def test_wkt_units_are_the_projected_axes_and_the_vertical_crs():
     assert mixed.horizontal == pytest.approx(1200 / 3937) and mixed.vertical == 1.0
     assert mixed.describe() == "x, y in US survey foot (0.3048006 m), z in metre"
     np.testing.assert_allclose(mixed.units_per_metre(), [3937 / 1200, 3937 / 1200, 1.0])
-    with pytest.raises(ValueError, match="geographic"):
+    with pytest.raises(GeographicCRSError, match="geographic"):
         units_from_wkt(GEOGRAPHIC)
     assert units_from_wkt('LOCAL_CS["arbitrary"]') is None
 
@@ -53,7 +53,7 @@ def test_geotiff_keys_give_units_by_epsg_code_or_size():
     assert us_foot_up_metres.horizontal == pytest.approx(0.3048006096) and us_foot_up_metres.vertical == 1.0
     assert units_from_geokeys({3076: 32767, 3077: 0.5}).horizontal == 0.5
     assert units_from_geokeys({1024: 1}) is None
-    with pytest.raises(ValueError, match="geographic"):
+    with pytest.raises(GeographicCRSError, match="geographic"):
         units_from_geokeys({1024: 2})
 
 
@@ -72,6 +72,9 @@ def test_las_header_records_wkt_first_then_geokeys():
     doubles = SimpleNamespace(user_id="LASF_Projection", record_id=34736, doubles=[7.0, 0.25])
     assert las_units(SimpleNamespace(vlrs=[user, doubles], evlrs=None)).horizontal == 0.25
     assert las_units(SimpleNamespace(vlrs=[], evlrs=None)) is None
+    # A WKT record that does not parse leaves the decision to the keys.
+    broken = SimpleNamespace(user_id="LASF_Projection", record_id=2112, string="[[[")
+    assert las_units(SimpleNamespace(vlrs=[broken, keys], evlrs=None)).origin == "LAS header (GeoTIFF keys)"
 
 
 def _las_file(path, points, wkt=None):

@@ -33,10 +33,13 @@ EPSG_LENGTH_UNITS: dict[int, tuple[float, str]] = {
 
 _GEOKEY_PROJ_LINEAR_UNITS = 3076
 _GEOKEY_PROJ_LINEAR_UNIT_SIZE = 3077
-_GEOKEY_GEOGRAPHIC_TYPE = 2048
 _GEOKEY_MODEL_TYPE = 1024  # 1 projected, 2 geographic, 3 geocentric
 _GEOKEY_VERTICAL_UNITS = 4099
 _USER_DEFINED = 32767
+
+
+class GeographicCRSError(ValueError):
+    """The CRS is geographic: x and y are angles (degrees), which cannot be meshed as lengths."""
 
 
 @dataclass(frozen=True)
@@ -142,13 +145,14 @@ def units_from_wkt(text: str) -> LinearUnits | None:
     """Linear units of a projected (optionally compound) CRS in WKT 1 or 2; None for other CRSs.
 
     Raises:
-        ValueError: the text is not WKT or states a geographic CRS (coordinates in degrees).
+        GeographicCRSError: the CRS is geographic (coordinates in degrees).
+        ValueError: the text is not WKT.
     """
     root = _parse_wkt(text)
     projected = _find(root, {"PROJCS", "PROJCRS", "PROJECTEDCRS"})
     if projected is None:
         if _find(root, {"GEOGCS", "GEOGCRS", "GEODCRS", "GEOGRAPHICCRS"}) is not None:
-            raise ValueError("the coordinates are geographic (degrees), not lengths")
+            raise GeographicCRSError("the coordinates are geographic (degrees), not lengths")
         return None
     # WKT 1 gives the projected unit as a direct child, WKT 2 inside its CS/AXIS nodes.
     horizontal = _unit_of(_find(projected, {"UNIT", "LENGTHUNIT"}, skip=_NOT_AXES))
@@ -164,10 +168,10 @@ def units_from_geokeys(keys: dict[int, float]) -> LinearUnits | None:
     """Linear units from GeoTIFF keys (key id → value, doubles already resolved); None when they name none.
 
     Raises:
-        ValueError: the keys state a geographic model (coordinates in degrees).
+        GeographicCRSError: the keys state a geographic model (coordinates in degrees).
     """
     if keys.get(_GEOKEY_MODEL_TYPE) == 2:
-        raise ValueError("the coordinates are geographic (degrees), not lengths")
+        raise GeographicCRSError("the coordinates are geographic (degrees), not lengths")
     code = keys.get(_GEOKEY_PROJ_LINEAR_UNITS)
     if code is None:
         return None
@@ -188,8 +192,10 @@ def units_from_geokeys(keys: dict[int, float]) -> LinearUnits | None:
 def las_units(header: Any) -> LinearUnits | None:
     """Linear units stated by a laspy header's CRS records (WKT first, as LAS 1.4 prefers it); None when none is stated.
 
+    A malformed WKT record is passed over for the GeoTIFF keys.
+
     Raises:
-        ValueError: the CRS is geographic (degrees) or its records are malformed.
+        GeographicCRSError: the CRS is geographic (degrees).
     """
     records = list(getattr(header, "vlrs", []) or []) + list(getattr(header, "evlrs", None) or [])
     for record in records:
@@ -197,7 +203,12 @@ def las_units(header: Any) -> LinearUnits | None:
             text = getattr(record, "string", None)
             if text is None:
                 text = bytes(getattr(record, "record_data", b"")).decode("utf-8", "replace")
-            units = units_from_wkt(text.rstrip("\x00"))
+            try:
+                units = units_from_wkt(text.rstrip("\x00"))
+            except GeographicCRSError:
+                raise
+            except ValueError:
+                units = None
             if units is not None:
                 return replace(units, origin="LAS header (WKT)")
     for record in records:

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from occrecon.errors import InputError
-from occrecon.io.crs import LinearUnits, las_units
+from occrecon.io.crs import GeographicCRSError, LinearUnits, las_units
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -560,9 +560,9 @@ def _read_las(path: Path) -> tuple[np.ndarray, LinearUnits | None]:
         raise InputError(_name(path), f"cannot be read as {suffix.lstrip('.').upper()} ({exc})") from exc
     try:
         units = las_units(las.header)
-    except ValueError as exc:
-        if "geographic" in str(exc):
-            raise InputError(_name(path), f"its header says {exc}: reproject it to a projected CRS (e.g. with PDAL) first") from exc
+    except GeographicCRSError as exc:
+        raise InputError(_name(path), f"its header says {exc}: reproject it to a projected CRS (e.g. with PDAL) first") from exc
+    except (ValueError, TypeError, AttributeError):
         units = None  # a malformed CRS record: the points are still good, and --units can say what the header could not
     # x/y/z apply the header's scale and offset (the raw X/Y/Z are integers).
     return np.column_stack([np.asarray(las.x), np.asarray(las.y), np.asarray(las.z)]).astype(np.float64), units
