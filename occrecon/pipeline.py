@@ -435,17 +435,10 @@ def reconstruct(
                 flags = " and ".join([", ".join(object_only[:-1]), object_only[-1]] if len(object_only) > 1 else object_only)
                 result.notes.append(f"{flags} apply to object clouds, not the scene's sliding window: ignored")
             return result
-    # An object is normalised by one scale, so a z in other units than x and y (LAS: feet across,
-    # metres up) would squash or stretch it: z is brought into x and y's units, and back on the mesh.
-    z_stretch = _vertical_stretch(source) if kind == "points" else 1.0
-    stretch_note = ""
-    if z_stretch != 1.0:
-        stretch_note = f"z ({source.units.vertical_name}) scaled by {z_stretch:.7g} into the unit of x and y ({source.units.horizontal_name}) for the network, and back"
-        source = dataclasses.replace(source, points=source.points * np.array([1.0, 1.0, z_stretch]), units=None)
-    up = (_up_axis(source, scene or SceneOptions()) or "y") if kind == "points" else "y"
-    turn = up_rotation(up)
-    if up != "y":
-        source = _turned(source, turn)
+    frame, frame_notes = _object_frame(source, scene or SceneOptions()) if kind == "points" else (None, [])
+    if frame is not None:
+        points = _cloud_array(source)[:, :3] @ frame.T
+        source = dataclasses.replace(source, points=points, units=None, up="y") if hasattr(source, "points") else points
     spec = model.input_spec if input_noise is None else {**model.input_spec, "noise": input_noise}
     prepared = prepare_input(kind, source, spec, mask=mask, seed=seed)
     timings["preprocess"] = time.perf_counter() - start
@@ -489,12 +482,9 @@ def reconstruct(
     if len(faces) == 0:
         raise InputError(label, no_surface_message(options.resolved(model).threshold, lowest, highest))
     vertices = prepared.transform.to_input(vertices)
-    if up != "y":
-        vertices = vertices @ turn
-        notes.append(f"{up} up: turned y-up for the network, and back")
-    if z_stretch != 1.0:
-        vertices[:, 2] /= z_stretch
-        notes.append(stretch_note)
+    if frame is not None:
+        vertices = vertices @ np.linalg.inv(frame).T
+    notes += frame_notes
     if object_note:
         notes.append(object_note)
     mesh = make_mesh(vertices, faces)
@@ -517,21 +507,29 @@ def _cloud_array(source: Any) -> np.ndarray:
     return np.asarray(getattr(source, "points", source), dtype=np.float64)
 
 
-def _vertical_stretch(source: Any) -> float:
-    """How many horizontal units one vertical unit of a cloud makes (1 unless its header gives z a unit of its own)."""
-    units = getattr(source, "units", None)
-    return 1.0 if units is None else float(units.vertical / units.horizontal)
-
-
 def _up_axis(source: Any, scene: SceneOptions) -> str | None:
     """``--up`` when given, else what the format says (LAS/LAZ: z), else None (y, unstated)."""
     return scene.up or getattr(source, "up", None)
 
 
-def _turned(source: Any, turn: np.ndarray) -> Any:
-    """The cloud (array or :class:`PointCloud`) turned by ``turn``, its up axis now y."""
-    points = _cloud_array(source)[:, :3] @ turn.T
-    return dataclasses.replace(source, points=points, up="y") if hasattr(source, "points") else points
+def _object_frame(source: Any, scene: SceneOptions) -> tuple[np.ndarray | None, list[str]]:
+    """The linear map (3, 3) taking an object cloud into the frame the network expects (None: none needed), and notes on it.
+
+    An object is normalised by one scale, so a z in other units than x and y (LAS: feet
+    across, metres up) would squash or stretch it: z is brought into x and y's unit. A
+    cloud whose up axis is not y is turned y-up. The mesh goes back by the inverse.
+    """
+    frame, notes = np.eye(3), []
+    up = _up_axis(source, scene) or "y"
+    if up != "y":
+        frame = up_rotation(up)
+        notes.append(f"{up} up: turned y-up for the network, and back")
+    units = getattr(source, "units", None)
+    if units is not None and units.vertical != units.horizontal:
+        stretch = units.vertical / units.horizontal
+        frame = frame @ np.diag([1.0, 1.0, stretch])
+        notes.append(f"z ({units.vertical_name}) scaled by {stretch:.7g} into the unit of x and y ({units.horizontal_name}) for the network, and back")
+    return (None if not notes else frame), notes
 
 
 def _scene_units(source: Any, scene: SceneOptions) -> Any:

@@ -487,8 +487,10 @@ def reconstruct_scene(
     metres = voxel_size if voxel_size is not None else settings.unit_size
     # input units → model frame: metres, then rescaled so one scan voxel is one model voxel, then turned y-up.
     scale = (1.0 / per_metre) * (settings.unit_size / metres)
-    up_note = _up_axis_note(np.ptp(points, axis=0) / per_metre) if up is None else None
-    up = up or "y"
+    if up is None:
+        up, up_note = "y", _up_axis_note(np.ptp(points, axis=0) / per_metre)
+    else:
+        up_note = None if up == "y" else f"{up} up: turned y-up for the network (its rooms are y-up), and back"
     turn = up_rotation(up)
     turned = (points * scale) @ turn.T
     # Shift to small coordinates (float32 loses georeferenced scans' detail) by a
@@ -512,8 +514,6 @@ def reconstruct_scene(
     n_evals = peak = 0
     crops = grid.crops_near(model_points, reach) if skip_empty else list(grid)
     skipped = len(grid) - len(crops)
-    if up != "y":
-        up_note = f"{up} up: turned y-up for the network (its rooms are y-up), and back"
     for note in (units_note, up_note, _sparse_points_note(model_points, settings.unit_size, metres, units_assumed=units is None)):
         if note:
             notes.append(note)
