@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from occrecon.errors import InputError, InvalidModelFolderError, ModelUnavailableError, UnknownModelError
+from occrecon.errors import InputError, InvalidModelFolderError, ModelUnavailableError, NoSurfaceError, UnknownModelError
 from occrecon.io.mesh import write_mesh
 from occrecon.io.paths import InputItem, plan_output
 from occrecon.loading import OccupancyModel
@@ -76,6 +76,7 @@ def save_preview(preview: Any, mesh_path: Path, overwrite: bool) -> Path | None:
 
     if preview is None:
         return None
+    mesh_path.parent.mkdir(parents=True, exist_ok=True)  # the mesh may not have been written (no surface)
     if hasattr(preview, "save"):  # a PIL image
         path = mesh_path.with_name(f"{mesh_path.stem}.input.png")
         if path.exists() and not overwrite:
@@ -159,6 +160,15 @@ def run_batch(
             # Every line names its file, also where the problem was found after the file was read.
             if (not isinstance(exc, InputError) or exc.source is None) and str(item.path) not in message:
                 message = f"{item.path}: {message or type(exc).__name__}"
+            # What the network saw is the first thing to look at when it found nothing in it.
+            if save_input and isinstance(exc, NoSurfaceError) and exc.preview is not None:
+                try:
+                    seen = save_preview(exc.preview, target, overwrite)
+                except OSError as save_error:
+                    message += f"; what the network saw could not be saved: {save_error}"
+                else:
+                    if seen is not None:
+                        message += f"; what the network saw: {seen}"
             yield ItemResult(
                 status="failed",
                 error=message,

@@ -23,6 +23,18 @@ class InputError(OccreconError):
         super().__init__(f"{self.source}: {problem}" if self.source else problem)
 
 
+class NoSurfaceError(InputError):
+    """The network's field does not cross the threshold anywhere in the box: there is no mesh to make.
+
+    ``preview`` is what the network saw (as ``Reconstruction.preview``), so that a caller can
+    show whether the input was read as meant (``--save-input`` writes it).
+    """
+
+    def __init__(self, source: str | Path | None, problem: str, preview: object = None):
+        super().__init__(source, problem)
+        self.preview = preview
+
+
 class UnknownModelError(OccreconError):
     """A model name is neither registered, a local folder, nor an ``org/name`` Hub id."""
 

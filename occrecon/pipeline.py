@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import trimesh
 
-from occrecon.errors import InputError, OccreconError
+from occrecon.errors import InputError, NoSurfaceError, OccreconError
 from occrecon.extract import box_bounds, extract_grid, marching_cubes, probability_to_logit, refine_vertices, simplify
 from occrecon.fitting import FitOptions, fit_to_points
 from occrecon.frames import FrameTransform, up_rotation
@@ -480,7 +480,7 @@ def reconstruct(
         notes.append("MISE anchored at the input points: every coarse cell near one is subdivided")
     vertices, faces, n_evals, lowest, highest = mesh_from_conditioning(model, conditioning, options, seed=seed, on_stage=on_stage, timings=timings, anchors=anchors)
     if len(faces) == 0:
-        raise InputError(label, no_surface_message(options.resolved(model).threshold, lowest, highest))
+        raise NoSurfaceError(label, no_surface_message(options.resolved(model).threshold, lowest, highest), preview=prepared.preview)
     vertices = prepared.transform.to_input(vertices)
     if frame is not None:
         vertices = vertices @ np.linalg.inv(frame).T

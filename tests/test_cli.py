@@ -113,6 +113,30 @@ def test_no_surface_says_which_thresholds_would_give_one(points_model, tmp_path,
     assert "the whole box is inside" in no_surface_message(0.1, 0.3, 0.9) and "a higher --threshold" in no_surface_message(0.1, 0.3, 0.9)
 
 
+@pytest.mark.parametrize("kind", ["points", "image"])
+def test_no_surface_with_save_input_keeps_what_the_network_saw(kind, points_model, image_model, tmp_path, capsys):
+    if kind == "points":
+        src, model, seen_name = write_xyz(tmp_path / "s.xyz", sphere_cloud()), points_model, "s.input.ply"
+    else:
+        rgba = np.zeros((120, 160, 4), np.uint8)
+        rgba[30:90, 50:110] = (200, 40, 40, 255)
+        src, model, seen_name = tmp_path / "s.png", image_model, "s.input.png"
+        Image.fromarray(rgba, "RGBA").save(src)
+    out = tmp_path / "out"  # not there yet: -o names a file in it
+    code, _, err = run([kind, src, "--model", model, "-o", out / "s.obj", "--threshold", "0.999999", "--save-input"], capsys)
+    error_lines = [line for line in err.splitlines() if line.startswith("Error:")]
+    assert code == 1 and len(error_lines) == 1 and "Traceback" not in err
+    assert "a lower --threshold gives one" in error_lines[0] and error_lines[0].endswith(f"what the network saw: {out / seen_name}")
+    assert not (out / "s.obj").exists()
+    if kind == "points":
+        from occrecon import load_model
+
+        n_points = load_model(points_model).input_spec["n_points"]
+        assert len(trimesh.load(out / seen_name).vertices) == n_points  # the subsampled cloud the network encoded
+    else:
+        assert Image.open(out / seen_name).size == (224, 224)
+
+
 def test_folder_and_glob_inputs(points_model, tmp_path, capsys):
     folder = tmp_path / "scans"
     folder.mkdir()
