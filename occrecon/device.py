@@ -60,7 +60,7 @@ def tune_cpu_allocator() -> bool:
     network pass on the CPU maps its large activations anew and the kernel zeroes
     every page on first touch: on 2 cores, decoding 100,000 queries in one pass
     spent more time in the kernel than in the network. With the thresholds above
-    the same memory is reused; the process keeps up to its peak until it exits.
+    the same memory is reused, and up to 1 GiB of it stays with the process when freed.
     ``benchmarks/allocator.py`` measures the effect.
 
     Process-wide and irreversible (a fixed threshold also ends glibc's adaptive
