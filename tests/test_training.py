@@ -196,6 +196,46 @@ def test_train_command(tmp_path, capsys):
     assert "one of the 48 signed axis permutations" in card and "any axis up" in card and "canonical pose" not in card
 
 
+def test_train_command_logs_plain_lines_when_not_on_a_terminal(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([
+            "train", "points", "--out", str(tmp_path / "cli"), "--steps", "2", "--batch-size", "2", "--shapes", "4",
+            "--val-shapes", "1", "--val-every", "1", "--cache", str(tmp_path / "cli-data"), "--workers", "0",
+            "--queries", "128", "--device", "cpu",
+        ])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 0, err
+    lines = err.splitlines()
+    assert lines[0].startswith("data: 0/5 shapes ready") and lines[1].startswith("data: 5/5 shapes ready")
+    steps = [line for line in lines if line.startswith("step ")]
+    assert len(steps) == 2 and all("val IoU" in line and "shapes/s" in line for line in steps)  # both steps validate
+    assert steps[-1].startswith("step 2/2: loss ")
+
+
+def test_log_lines_are_throttled_but_keep_validations_and_the_end():
+    from occrecon.cli.train import LogLines
+    from occrecon.training import StepReport
+
+    lines: list[str] = []
+    log = LogLines(lines.append, steps=10, budget_s=None, interval_s=3600)
+    log.data(0, 8)
+    log.data(4, 8)
+    log.data(8, 8)
+    assert lines[0].startswith("data: 0/8") and lines[1].startswith("data: 8/8") and len(lines) == 2
+    log.step(StepReport(step=1, loss=2.0, shapes_per_second=3.0))
+    log.step(StepReport(step=2, loss=2.0, shapes_per_second=3.0))
+    log.step(StepReport(step=3, loss=1.5, shapes_per_second=3.0, val_iou=0.5, best_iou=0.5))
+    log.step(StepReport(step=10, loss=1.0, shapes_per_second=3.0))
+    steps = lines[2:]
+    assert [line.split(":")[0] for line in steps] == ["step 3/10", "step 10/10"]
+    assert "val IoU 0.500 (best 0.500)" in steps[0] and "left" in steps[0] and "left" not in steps[1]
+    budgeted: list[str] = []
+    log = LogLines(budgeted.append, steps=10, budget_s=600.0, interval_s=0.0)
+    log.step(StepReport(step=1, loss=2.0, shapes_per_second=3.0))
+    log.step(StepReport(step=2, loss=2.0, shapes_per_second=3.0))
+    assert len(budgeted) == 2 and not any("left" in line for line in budgeted)  # the budget may end it first
+
+
 def test_training_on_a_folder_of_meshes(tmp_path):
     import trimesh
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Callable, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from occrecon.cli import _output as out
 from occrecon.cli._options import DeviceOpt, JsonOpt, QuietOpt, SeedOpt
+
+if TYPE_CHECKING:
+    from occrecon.training import StepReport
 
 
 def parse_duration(text: str) -> float:
@@ -26,6 +30,53 @@ def parse_duration(text: str) -> float:
     if not seconds > 0 or seconds == float("inf"):
         raise typer.BadParameter(f"{text!r}: the duration must be positive", param_hint="--max-time")
     return seconds
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+class LogLines:
+    """Progress as plain lines for a log file (nohup, a cluster job), where a live bar shows nothing until the end.
+
+    A line at most every ``interval_s`` seconds, plus one at every validation and at the
+    end of data generation and of training.
+    """
+
+    def __init__(self, print_line: Callable[[str], None], steps: int, budget_s: float | None, interval_s: float = 60.0) -> None:
+        self.print_line, self.steps, self.budget_s, self.interval_s = print_line, steps, budget_s, interval_s
+        self.start = time.monotonic()
+        self.last_line = -float("inf")
+        self.first_step: tuple[int, float] | None = None
+
+    def _due(self, final: bool) -> bool:
+        now = time.monotonic()
+        if final or now - self.last_line >= self.interval_s:
+            self.last_line = now
+            return True
+        return False
+
+    def data(self, done: int, total: int) -> None:
+        if self._due(done >= total):
+            self.print_line(f"data: {done}/{total} shapes ready ({_clock(time.monotonic() - self.start)})")
+
+    def step(self, report: "StepReport") -> None:
+        now = time.monotonic()
+        if self.first_step is None:
+            self.first_step = (report.step, now)
+        validated = report.val_iou is not None
+        if not self._due(validated or report.step >= self.steps):
+            return
+        line = f"step {report.step}/{self.steps}: loss {report.loss:.1f}, {report.shapes_per_second:.1f} shapes/s, {_clock(now - self.start)}"
+        first, since = self.first_step
+        if self.budget_s is None and report.step > first and report.step < self.steps:
+            seconds_per_step = (now - since) / (report.step - first)
+            line += f", about {_clock(seconds_per_step * (self.steps - report.step))} left"
+        if validated:
+            line += f", val IoU {report.val_iou:.3f} (best {report.best_iou:.3f})"
+        self.print_line(line)
 
 
 class Task(str, Enum):
@@ -98,17 +149,22 @@ def train_command(
         console=out.stderr,
         disable=quiet,
     )
+    log = None if quiet or out.stderr.is_terminal else LogLines(lambda line: out.stderr.print(line, highlight=False, markup=False), steps, config.max_time_s)
     with progress:
         data_bar = progress.add_task("data", total=None, info="")
         train_bar = progress.add_task("train", total=steps, info="", visible=False)
 
         def on_data(done: int, total: int) -> None:
             progress.update(data_bar, completed=done, total=total, info="generating shapes")
+            if log:
+                log.data(done, total)
 
         last_step = [0]
 
         def on_step(report) -> None:
             last_step[0] = report.step
+            if log:
+                log.step(report)
             info = f"loss {report.loss:.1f}, {report.shapes_per_second:.1f} shapes/s"
             if report.best_iou is not None:
                 info += f", val IoU {report.val_iou:.3f} (best {report.best_iou:.3f})"
