@@ -137,6 +137,20 @@ def test_no_surface_with_save_input_keeps_what_the_network_saw(kind, points_mode
         assert Image.open(out / seen_name).size == (224, 224)
 
 
+def test_a_log_file_hears_where_a_long_input_is(points_model, tmp_path, capsys, monkeypatch):
+    from occrecon.cli import _output
+
+    monkeypatch.setattr(_output, "LOG_INTERVAL_S", 0.0)  # every stage counts as a minute late
+    src = write_xyz(tmp_path / "s.xyz", sphere_cloud())
+    code, _, err = run(["points", src, "--model", points_model, "-d", tmp_path / "out"], capsys)  # stderr is not a terminal here
+    assert code == 0, err
+    stage_lines = [line for line in err.splitlines() if line.startswith(f"  {src}: ")]
+    assert any(line.startswith(f"  {src}: encoding (0m0") for line in stage_lines), err
+    assert not any("reading input" in line for line in stage_lines)  # an input's first stage starts its clock
+    code, _, err = run(["points", src, "--model", points_model, "-d", tmp_path / "quiet", "-q"], capsys)
+    assert code == 0 and err == ""
+
+
 def test_folder_and_glob_inputs(points_model, tmp_path, capsys):
     folder = tmp_path / "scans"
     folder.mkdir()

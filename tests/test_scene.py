@@ -338,6 +338,25 @@ def test_missing_scene_model_is_a_setup_error(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "hall.obj").exists()
 
 
+def test_a_scene_model_loaded_on_first_need_does_not_repeat_the_start_up_notes(tmp_path, capsys, monkeypatch):
+    import torch
+
+    from occrecon.cli.main import main
+    from tiny_models import save_tiny_model
+
+    tiny_object = save_tiny_model("points", tmp_path / "object-model")
+    tiny_scene = tiny_scene_model_folder(tmp_path / "scene-model")
+    monkeypatch.setattr("occrecon.registry.default_model", lambda task: {"points": str(tiny_object), "scene": str(tiny_scene)}[task])
+    np.save(tmp_path / "hall.npy", np.vstack([floor_scan(n=500), [[9.0, 0.5, 0.0]]]))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["points", str(tmp_path / "hall.npy"), "-d", str(tmp_path), "--units", "m"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 0, err
+    assert "scene: " in err and (tmp_path / "hall.obj").is_file()  # the scene path ran, with the model loaded then
+    gpu_notes = [line for line in err.splitlines() if "no GPU found" in line]
+    assert len(gpu_notes) == (0 if torch.cuda.is_available() or torch.backends.mps.is_available() else 1), err
+
+
 def test_crops_near_are_the_crops_with_a_point_within_reach_in_raster_order():
     points = np.random.default_rng(2).uniform(0, 3, (300, 3))
     grid = plan_crops(points, 0.5)

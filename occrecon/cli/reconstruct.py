@@ -143,7 +143,8 @@ def run_reconstruction(
         # Clouds far larger than an object switch to the scene model, loaded on first need.
         scene_name = registry.default_model("scene")
         scene_options.scene_model = lambda: load_model(scene_name, device, revision=revision, progress=not quiet)
-    for message in loaded.notes:
+    said_at_start = list(loaded.notes)  # e.g. "no GPU found": a scene model loaded later would say it again
+    for message in said_at_start:
         out.note(message, quiet)
     loaded.notes.clear()
 
@@ -172,8 +173,21 @@ def run_reconstruction(
     with progress:
         task = progress.add_task(f"{kind} → mesh", total=len(plan.items), stage="")
 
+        plain = out.logs_plainly(quiet)
+        item_clock = {"start": 0.0, "last": 0.0}
+
         def on_stage(stage: str) -> None:
             progress.update(task, stage=stage)
+            if not plain:
+                return
+            # In a log file, an input that runs for minutes (a scene's crops) says where it is once a minute.
+            now = time.monotonic()
+            if stage == "reading input":  # the first stage of every input
+                item_clock.update(start=now, last=now)
+            elif now - item_clock["last"] >= out.LOG_INTERVAL_S:
+                item_clock["last"] = now
+                current = plan.items[sum(counts.values())][0].path
+                progress.console.print(f"  {current}: {stage} ({out.clock(now - item_clock['start'])})", highlight=False, markup=False)
 
         told: list[str] = []  # notes printed while their input ran (a scene's units, sparse points)
 
@@ -216,7 +230,7 @@ def run_reconstruction(
                 details = f"{result.vertices} vertices, {result.faces} faces, {result.seconds:.2f} s"
                 progress.console.print(f"[green]✓[/green] {result.input} → {result.output} ({details})", highlight=False)
                 for message in result.notes:
-                    if message not in told_now:
+                    if message not in told_now and message not in said_at_start:
                         progress.console.print(f"  [dim]{message}[/dim]", highlight=False)
             elif not quiet and result.status == "skipped":
                 progress.console.print(f"[yellow]↷[/yellow] {result.input}: {result.notes[0]}", highlight=False)

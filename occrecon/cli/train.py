@@ -32,12 +32,6 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
-
-
 class LogLines:
     """Progress as plain lines for a log file (nohup, a cluster job), where a live bar shows nothing until the end.
 
@@ -45,7 +39,7 @@ class LogLines:
     end of data generation and of training.
     """
 
-    def __init__(self, print_line: Callable[[str], None], steps: int, budget_s: float | None, interval_s: float = 60.0) -> None:
+    def __init__(self, print_line: Callable[[str], None], steps: int, budget_s: float | None, interval_s: float = out.LOG_INTERVAL_S) -> None:
         self.print_line, self.steps, self.budget_s, self.interval_s = print_line, steps, budget_s, interval_s
         self.start = time.monotonic()
         self.last_line = -float("inf")
@@ -60,7 +54,7 @@ class LogLines:
 
     def data(self, done: int, total: int) -> None:
         if self._due(done >= total):
-            self.print_line(f"data: {done}/{total} shapes ready ({_clock(time.monotonic() - self.start)})")
+            self.print_line(f"data: {done}/{total} shapes ready ({out.clock(time.monotonic() - self.start)})")
 
     def step(self, report: "StepReport") -> None:
         now = time.monotonic()
@@ -69,11 +63,11 @@ class LogLines:
         validated = report.val_iou is not None
         if not self._due(validated or report.step >= self.steps):
             return
-        line = f"step {report.step}/{self.steps}: loss {report.loss:.1f}, {report.shapes_per_second:.1f} shapes/s, {_clock(now - self.start)}"
+        line = f"step {report.step}/{self.steps}: loss {report.loss:.1f}, {report.shapes_per_second:.1f} shapes/s, {out.clock(now - self.start)}"
         first, since = self.first_step
         if self.budget_s is None and report.step > first and report.step < self.steps:
             seconds_per_step = (now - since) / (report.step - first)
-            line += f", about {_clock(seconds_per_step * (self.steps - report.step))} left"
+            line += f", about {out.clock(seconds_per_step * (self.steps - report.step))} left"
         if validated:
             line += f", val IoU {report.val_iou:.3f} (best {report.best_iou:.3f})"
         self.print_line(line)
@@ -149,7 +143,7 @@ def train_command(
         console=out.stderr,
         disable=quiet,
     )
-    log = None if quiet or out.stderr.is_terminal else LogLines(lambda line: out.stderr.print(line, highlight=False, markup=False), steps, config.max_time_s)
+    log = LogLines(lambda line: out.stderr.print(line, highlight=False, markup=False), steps, config.max_time_s) if out.logs_plainly(quiet) else None
     with progress:
         data_bar = progress.add_task("data", total=None, info="")
         train_bar = progress.add_task("train", total=steps, info="", visible=False)
