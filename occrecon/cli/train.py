@@ -35,12 +35,13 @@ def parse_duration(text: str) -> float:
 class LogLines:
     """Progress as plain lines for a log file (nohup, a cluster job), where a live bar shows nothing until the end.
 
-    A line at most every ``interval_s`` seconds, plus one at every validation and at the
-    end of data generation and of training.
+    A line at most every ``interval_s`` seconds (default ``LOG_INTERVAL_S``), plus one at every
+    validation and at the end of data generation and of training.
     """
 
-    def __init__(self, print_line: Callable[[str], None], steps: int, budget_s: float | None, interval_s: float = out.LOG_INTERVAL_S) -> None:
-        self.print_line, self.steps, self.budget_s, self.interval_s = print_line, steps, budget_s, interval_s
+    def __init__(self, print_line: Callable[[str], None], steps: int, budget_s: float | None, interval_s: float | None = None) -> None:
+        self.print_line, self.steps, self.budget_s = print_line, steps, budget_s
+        self.interval_s = out.LOG_INTERVAL_S if interval_s is None else interval_s
         self.start = time.monotonic()
         self.last_line = -float("inf")
         self.first_step: tuple[int, float] | None = None
