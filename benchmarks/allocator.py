@@ -93,7 +93,7 @@ def workload(name: str) -> Callable[[], object]:
 
 def child(name: str, tuned: bool, threads: int) -> None:
     """Time the first call of one workload in this (fresh) process and print it as JSON."""
-    from occrecon.device import tune_cpu_allocator
+    from occrecon.allocator import tune_cpu_allocator
 
     torch.set_num_threads(threads)
     if tuned and not tune_cpu_allocator():

@@ -28,12 +28,12 @@ _EXPORTS = {
     "reconstruct_points": "occrecon.pipeline",
     "reconstruct_voxels": "occrecon.pipeline",
     "list_models": "occrecon.registry",
-    "tune_cpu_allocator": "occrecon.device",
+    "tune_cpu_allocator": "occrecon.allocator",
 }
 
 if TYPE_CHECKING:
     from occrecon.convert import convert_checkpoint
-    from occrecon.device import tune_cpu_allocator
+    from occrecon.allocator import tune_cpu_allocator
     from occrecon.loading import OccupancyModel, load_model, save_model_folder
     from occrecon.pipeline import (
         ExtractionOptions,

@@ -364,12 +364,15 @@ def test_the_package_and_the_help_do_not_import_torch_until_needed():
         "import sys, occrecon, occrecon.cli.main\n"
         "assert 'torch' not in sys.modules, 'torch imported at start-up'\n"
         "assert 'trimesh' not in sys.modules, 'trimesh imported at start-up'\n"
+        "try:\n    occrecon.cli.main.main(['--help'])\nexcept SystemExit as done:\n    assert done.code == 0\n"
+        "assert 'torch' not in sys.modules, 'torch imported by occrecon --help'\n"
         "assert occrecon.load_model is occrecon.loading.load_model and 'torch' in sys.modules\n"
         "assert occrecon.reconstruct is __import__('occrecon.pipeline').pipeline.reconstruct\n"
         "assert set(occrecon.__all__) <= set(dir(occrecon))\n"
         "try:\n    occrecon.no_such_name\nexcept AttributeError:\n    pass\nelse:\n    raise AssertionError('unknown names must raise AttributeError')\n"
     )
-    subprocess.run([sys.executable, "-c", script], check=True)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
 
 
 def test_eval_help_states_the_metrics_default_f_thresholds():

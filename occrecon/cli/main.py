@@ -64,7 +64,7 @@ def _debugging(argv: list[str]) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: exit 0 all done, 1 some inputs failed, 2 usage or setup problem."""
-    from occrecon.device import tune_cpu_allocator
+    from occrecon.allocator import tune_cpu_allocator
     from occrecon.errors import InputError, OccreconError
 
     tune_cpu_allocator()
