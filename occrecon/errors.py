@@ -57,3 +57,19 @@ class UnsafeCheckpointError(OccreconError):
 
 class OutputExistsError(OccreconError):
     """The output file exists and overwriting was not asked for."""
+
+
+class NonFiniteFieldError(OccreconError):
+    """The occupancy network returned NaN or infinite values: there is no surface to trust.
+
+    Its input or its weights are not finite (an infinite ``--input-noise``, weights that are NaN
+    or overflow); a mesh made from such a field would be NaN vertices reported as success.
+    """
+
+
+class NonFiniteMeshError(OccreconError):
+    """A mesh has NaN or infinite vertex coordinates; it is never written nor scored."""
+
+
+class OptionError(OccreconError, ValueError):
+    """A setting is out of range or does not apply to this input (a usage error; a ValueError for the API's callers)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,21 +57,39 @@ def load_mesh(path: str | Path) -> trimesh.Trimesh:
         The mesh; it may be empty (an empty file or a point cloud without faces).
 
     Raises:
-        InputError: the file does not exist, has an unsupported suffix, or cannot be parsed.
+        InputError: the file does not exist, is not a regular file (a FIFO, a device, a folder), has an
+            unsupported suffix, is over the memory budget, cannot be parsed, or has NaN/inf vertices.
     """
+    from occrecon.io.paths import check_regular_file
+    from occrecon.io.readers import check_mesh_file_budget, guarded_parse
+
     path = Path(path)
-    if not path.exists():
-        raise InputError(path, "file not found")
-    if not path.is_file():
-        raise InputError(path, "not a file")
+    # The inputs' one check: a FIFO, a device or a folder is refused without being opened for reading.
+    check_regular_file(path, allow_empty=True)
     if path.suffix.lower() not in MESH_SUFFIXES:
         raise InputError(path, f"unsupported mesh format {path.suffix!r} (supported: {', '.join(MESH_SUFFIXES)})")
+    check_mesh_file_budget(path)
+
+    def load() -> trimesh.Trimesh:
+        # process=False first: trimesh's processing silently drops NaN vertices and the faces using
+        # them, which would score a broken mesh as a good one.
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            return trimesh.load(path, force="mesh", process=False)
+
     try:
-        mesh = trimesh.load(path, force="mesh")
-    except Exception as error:  # noqa: BLE001 - loaders raise anything from ValueError to IndexError on bad files
-        raise InputError(path, f"cannot read mesh ({_one_line(error)})") from error
+        mesh = guarded_parse(str(path), path.suffix.lstrip(".").upper(), load)
+    except InputError as error:
+        raise InputError(path, f"cannot read mesh: {error.problem}") from error.__cause__
     if not isinstance(mesh, trimesh.Trimesh):
         raise InputError(path, f"cannot read mesh (got {type(mesh).__name__})")
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    if len(vertices):
+        finite = np.isfinite(vertices).all(axis=1)
+        if not finite.all():
+            bad = int(len(finite) - np.count_nonzero(finite))
+            raise InputError(path, f"{bad} of {len(finite)} vertices are not finite (NaN/inf): a broken mesh is not scored")
+    mesh.process()
     return mesh
 
 

@@ -243,3 +243,110 @@ def test_usage_errors_exit_2(app, tmp_path, monkeypatch, args, message):
     assert result.exit_code == 2
     assert result.stderr.startswith("Error: ") and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------- hostile meshes and places (issue 25)
+
+
+def _nan_mesh(path: Path, share: float = 0.2) -> Path:
+    mesh = sphere(1.0)
+    vertices = mesh.vertices.copy()
+    vertices[:: int(1 / share)] = float("nan")
+    lines = [f"v {x} {y} {z}" for x, y, z in vertices] + [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in mesh.faces]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_a_prediction_with_nan_vertices_is_refused_not_scored(app, tmp_path):
+    """trimesh's processing silently drops NaN vertices: the 20% that are NaN must not be scored as ok."""
+    pred = _nan_mesh(tmp_path / "pred.obj")
+    sphere(1.0).export(tmp_path / "gt.obj")
+    result = invoke(app, pred, tmp_path / "gt.obj", "--json", *FAST)
+    assert result.exit_code == 1
+    (item,) = json.loads(result.stdout)["items"]
+    assert item["status"] == "unreadable prediction" and item["f_score@0.01"] == 0.0
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("Error: ") and "pred.obj" in line and "not finite (NaN/inf)" in line
+
+
+def test_a_ground_truth_with_nan_vertices_fails_its_item(app, tmp_path):
+    sphere(1.0).export(tmp_path / "pred.obj")
+    gt = _nan_mesh(tmp_path / "gt.obj")
+    result = invoke(app, tmp_path / "pred.obj", gt, *FAST)
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "gt.obj" in line and "not finite" in line
+
+
+def test_a_fifo_or_a_device_as_a_mesh_is_refused_at_once(app, tmp_path):
+    import os
+
+    sphere(1.0).export(tmp_path / "gt.obj")
+    fifo = tmp_path / "pred.obj"
+    os.mkfifo(fifo)
+    result = invoke(app, fifo, tmp_path / "gt.obj", *FAST)  # reading it would block for ever
+    assert result.exit_code == 1 and "not a regular file: it is a FIFO" in result.stderr
+    from occrecon.evaluation import load_mesh
+
+    with pytest.raises(InputError, match="not a regular file"):
+        load_mesh("/dev/zero")
+
+
+def test_csv_to_a_read_only_place_is_refused_before_evaluating(app, tmp_path, monkeypatch):
+    import os
+
+    cube().export(tmp_path / "pred.obj")
+    cube().export(tmp_path / "gt.obj")
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if str(path) == str(tmp_path / "ro") else real_access(path, mode))
+    (tmp_path / "ro").mkdir()
+    evaluated = []
+    monkeypatch.setattr("occrecon.evaluation.evaluate_meshes", lambda *a, **k: evaluated.append(1))
+    result = invoke(app, tmp_path / "pred.obj", tmp_path / "gt.obj", "--csv", tmp_path / "ro" / "scores.csv", *FAST)
+    assert result.exit_code == 2 and evaluated == []
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("Error: ") and "cannot write there" in line
+    folder = invoke(app, tmp_path / "pred.obj", tmp_path / "gt.obj", "--csv", tmp_path, *FAST)
+    assert folder.exit_code == 2 and evaluated == []  # a folder (refused by the option itself)
+
+
+def test_csv_on_a_full_disk_is_one_line_and_leaves_no_half_file(app, tmp_path, monkeypatch):
+    import errno
+
+    cube().export(tmp_path / "pred.obj")
+    cube().export(tmp_path / "gt.obj")
+    out_dir = tmp_path / "scores"
+    out_dir.mkdir()
+    (out_dir / "scores.csv").write_text("old,table\n", encoding="utf-8")
+
+    def full(fd, data):
+        import os
+
+        os.write(fd, bytes(data[:10]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("occrecon.io.atomic._write_all", full)
+    result = invoke(app, tmp_path / "pred.obj", tmp_path / "gt.obj", "--csv", out_dir / "scores.csv", "--json", *FAST)
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "scores.csv: cannot write the CSV: no space left on the device" in line
+    assert json.loads(result.stdout)["items"][0]["status"] == "ok"  # the scores were still shown
+    assert sorted(p.name for p in out_dir.iterdir()) == ["scores.csv"]  # no temporary file left
+    assert (out_dir / "scores.csv").read_text(encoding="utf-8") == "old,table\n"  # the old file is whole
+
+
+def test_names_with_markup_and_escapes_show_as_themselves(app, tmp_path):
+    pred, gt = tmp_path / "pred", tmp_path / "gt"
+    pred.mkdir()
+    gt.mkdir()
+    for name in ("scan[final]", "loud[red]"):
+        cube().export(gt / f"{name}.obj")
+        cube(0.1).export(pred / f"{name}.obj")
+    evil = "bad\x1b[2Jname"
+    cube().export(gt / f"{evil}.obj")
+    result = invoke(app, pred, gt, *FAST)
+    assert result.exit_code == 1, result.output
+    assert "scan[final]" in result.stdout and "loud[red]" in result.stdout
+    assert "\x1b" not in result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "bad\\x1b[2Jname" in line

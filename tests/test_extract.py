@@ -8,6 +8,7 @@ import torch
 import trimesh
 
 from occrecon.extract import (
+    RefinementGuide,
     box_bounds,
     dense_grid,
     extract_grid,
@@ -78,13 +79,13 @@ def test_a_part_thinner_than_a_coarse_cell_needs_a_finer_coarse_grid():
     # finds the same surface as from 64³, for far fewer evaluations.
     rng = np.random.default_rng(0)
     on_plate = np.c_[rng.uniform(-0.4, 0.4, 3000), centre + rng.choice([-half, half], 3000), rng.uniform(-0.4, 0.4, 3000)]
-    anchored = extract_grid(plate, resolution0=32, upsampling_steps=2, threshold=0.0, anchors=on_plate)
+    anchored = extract_grid(plate, resolution0=32, upsampling_steps=2, threshold=0.0, guide=RefinementGuide(anchors=on_plate))
     anchored_vertices, anchored_faces = marching_cubes(anchored, 0.0)
     np.testing.assert_array_equal(anchored_faces, faces)
     np.testing.assert_allclose(anchored_vertices, vertices, atol=1e-9)
     assert anchored.n_evaluations < 0.5 * found.n_evaluations
     # Anchors outside the box are ignored.
-    far = extract_grid(plate, resolution0=32, upsampling_steps=2, threshold=0.0, anchors=on_plate + 5.0)
+    far = extract_grid(plate, resolution0=32, upsampling_steps=2, threshold=0.0, guide=RefinementGuide(anchors=on_plate + 5.0))
     assert far.n_evaluations == missed.n_evaluations
 
 
@@ -165,3 +166,80 @@ def test_refinement_moves_vertices_towards_the_surface():
     refined = refine_vertices(vertices, faces, decode, threshold=0.5, steps=80, learning_rate=1e-3)
     after = np.abs(np.linalg.norm(refined, axis=1) - radius).mean()
     assert after < 0.5 * before
+
+
+# --------------------------------------------------------------------------- non-finite fields (issue 25, item 3)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_field_with_nan_or_inf_is_an_error_not_a_mesh(bad):
+    from occrecon.errors import NonFiniteFieldError, OccreconError
+
+    def broken(points):
+        values = sphere()(points)
+        values[::7] = bad  # a network with NaN weights or an infinite input noise
+        return values
+
+    with pytest.raises(NonFiniteFieldError) as info:
+        extract_grid(broken, resolution0=8, upsampling_steps=1)
+    message = str(info.value)
+    assert isinstance(info.value, OccreconError) and "\n" not in message
+    assert "network's output was not finite" in message and ("NaN" in message or "inf" in message)
+
+
+def test_a_broken_field_fails_at_its_first_batch():
+    calls = []
+
+    def nan_field(points):
+        calls.append(len(points))
+        return np.full(len(points), np.nan)
+
+    from occrecon.errors import NonFiniteFieldError
+
+    with pytest.raises(NonFiniteFieldError):
+        extract_grid(nan_field, resolution0=16, upsampling_steps=2, batch_size=100)
+    assert calls == [100]
+
+
+def test_logits_beyond_float32_are_not_finite_either():
+    from occrecon.errors import NonFiniteFieldError
+
+    with pytest.raises(NonFiniteFieldError):
+        extract_grid(lambda p: np.full(len(p), 1e300), resolution0=4, upsampling_steps=0)
+
+
+def test_marching_cubes_refuses_a_lattice_with_nan():
+    from occrecon.errors import NonFiniteFieldError
+    from occrecon.extract.meshing import marching_cubes_block
+
+    grid = extract_grid(sphere(), resolution0=8, upsampling_steps=1)
+    grid.values[3, 4, 5] = np.nan
+    with pytest.raises(NonFiniteFieldError):
+        marching_cubes(grid, 0.0)
+    with pytest.raises(NonFiniteFieldError):
+        marching_cubes_block(grid.values, 0.0)
+
+
+def test_preset_nan_marks_unknown_values_and_is_not_an_error():
+    """The sliding window passes NaN for "not evaluated yet": that must stay legal."""
+    fine = 8 * 2
+    preset = np.full((fine + 1,) * 3, np.nan, dtype=np.float32)
+    reference = extract_grid(sphere(), resolution0=8, upsampling_steps=1)
+    preset[0] = reference.values[0]
+    grid = extract_grid(sphere(), resolution0=8, upsampling_steps=1, guide=RefinementGuide(preset=preset))
+    assert np.isfinite(grid.values).all()
+    marching_cubes(grid, 0.0)
+
+
+def test_nan_vertices_never_make_a_mesh_nor_a_file(tmp_path):
+    from occrecon.errors import NonFiniteMeshError
+    from occrecon.io.mesh import make_mesh, write_mesh
+
+    vertices = np.array([[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [np.nan, 0, 1]])
+    faces = np.array([[0, 1, 2], [0, 2, 3]])
+    with pytest.raises(NonFiniteMeshError, match="1 of 4 vertices"):
+        make_mesh(vertices, faces)
+    mesh = trimesh.Trimesh(vertices, faces, process=False)
+    with pytest.raises(NonFiniteMeshError):
+        write_mesh(mesh, tmp_path / "out.obj")
+    assert list(tmp_path.iterdir()) == []

@@ -12,10 +12,11 @@ The command only parses options and renders; the work is done by ``occrecon.eval
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
+import os
 import sys
-import traceback
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -26,6 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from occrecon.cli import _output as out
 from occrecon.errors import InputError
 
 if TYPE_CHECKING:
@@ -125,15 +127,16 @@ def _render_table(
 ) -> None:
     normalized, units, thresholds = options["normalize"], options["units"], options["f_thresholds"]
     columns = _columns(normalized, units, thresholds)
-    table = Table(title="occrecon eval", caption=_unit_legend(normalized, units), caption_justify="left")
+    table = Table(title="occrecon eval", caption=out.styled(_unit_legend(normalized, units)), caption_justify="left")
     table.add_column("item", overflow="fold")
     table.add_column("status")
     for _, header, _ in columns:
         # Text, not str: rich would read "[uc]" as a markup tag and drop the unit.
-        table.add_column(Text(header), justify="right")
+        table.add_column(Text("\n".join(out.safe_text(line) for line in header.split("\n"))), justify="right")
     for result in evaluation.results:
         values = result.as_dict()
-        table.add_row(result.name, result.status, *(_fmt(values.get(key), fmt) for key, _, fmt in columns))
+        # Text, not str: a file named scan[final].obj must show as itself, not as markup.
+        table.add_row(out.styled(result.name), out.styled(result.status), *(_fmt(values.get(key), fmt) for key, _, fmt in columns))
     label = f"mean (n={mean['count']})"
     table.add_section()
     table.add_row(label, "", *(_fmt(mean.get(key), fmt) for key, _, fmt in columns), style="bold")
@@ -150,8 +153,7 @@ def _render_table(
     lines += evaluation.skipped
     if normalized:
         lines.append(_X10_EXPLANATION)
-    for line in lines:
-        console.print(line, highlight=False, markup=False)
+    out.lines(lines, console=console)
 
 
 def _json_document(evaluation: FolderEvaluation, mean: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
@@ -187,22 +189,40 @@ def _json_document(evaluation: FolderEvaluation, mean: dict[str, Any], options: 
     }
 
 
+def _csv_problem(path: Path) -> str | None:
+    """Why ``--csv PATH`` cannot be written, found before any mesh is evaluated; None when it can."""
+    folder = path.parent
+    if not folder.is_dir():
+        return f"{path}: folder {folder} does not exist"
+    if path.is_dir():
+        return f"{path}: is a folder, not a file"
+    if path.exists() and not path.is_file():
+        return f"{path}: not a regular file"
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return f"{path}: cannot write there (permission denied or a read-only place)"
+    return None
+
+
 def _write_csv(path: Path, results: list[EvalResult]) -> None:
+    """Write the CSV atomically: a full disk or a kill leaves the old file (or none), never half a table."""
+    from occrecon.io.atomic import write_bytes_atomic
+
     rows = [result.as_dict() for result in results]
     fieldnames: list[str] = []
     for row in rows:
         fieldnames += [key for key in row if key not in fieldnames]
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fieldnames)
-        writer.writeheader()
-        for row in rows:
-            row["notes"] = "; ".join(row.get("notes") or [])
-            writer.writerow({key: "" if value is None else value for key, value in row.items()})
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=fieldnames)
+    writer.writeheader()
+    for row in rows:
+        row["notes"] = "; ".join(row.get("notes") or [])
+        writer.writerow({key: "" if value is None else value for key, value in row.items()})
+    write_bytes_atomic(path, buffer.getvalue().encode("utf-8"))
 
 
 def _stdout_console() -> Console:
     # Piped output gets a wide table instead of rich's 80-column fallback, which would fold every header.
-    return Console(width=None if sys.stdout.isatty() else 220)
+    return Console(width=None if sys.stdout.isatty() else 220, emoji=False, highlight=False)
 
 
 def eval_command(
@@ -256,26 +276,7 @@ def eval_command(
     Exit status: 0 when every pair was evaluated, 1 when some failed (missing or unreadable files),
     2 for usage errors.
     """
-    from occrecon.evaluation import EvalResult, FolderEvaluation, evaluate_pair, mean_metrics
-
-    err = Console(stderr=True, highlight=False)
-
-    def fail(message: str) -> None:
-        err.print(f"Error: {message}", markup=False, highlight=False, soft_wrap=True)
-
-    try:
-        thresholds = _parse_thresholds(f_thresholds)
-        folder_mode = gt.is_dir()
-        if folder_mode and not pred.is_dir():
-            raise _UsageError(f"{pred}: GT is a folder, so PRED must be a folder too")
-        if not folder_mode and pred.is_dir():
-            raise _UsageError(f"{gt}: PRED is a folder, so GT must be a folder too")
-        if csv_path is not None and not csv_path.parent.is_dir():
-            raise _UsageError(f"{csv_path}: folder {csv_path.parent} does not exist")
-    except _UsageError as error:
-        fail(str(error))
-        raise typer.Exit(EXIT_USAGE) from None
-
+    thresholds, folder_mode = _usage(pred, gt, f_thresholds, csv_path)
     options: dict[str, Any] = dict(
         n_samples=samples,
         seed=seed,
@@ -285,41 +286,79 @@ def eval_command(
         units=units,
         open_meshes=open_meshes.value,
     )
+    evaluation = _evaluate(pred, gt, folder_mode, options, quiet=quiet, debug=debug)
+    raise typer.Exit(_report(evaluation, options, json_output=json_output, quiet=quiet, csv_path=csv_path, debug=debug))
+
+
+def _usage(pred: Path, gt: Path, f_thresholds: str, csv_path: Path | None) -> tuple[list[float], bool]:
+    """(F-score thresholds, whether both are folders), or exit 2 with one line."""
+    try:
+        thresholds = _parse_thresholds(f_thresholds)
+        folder_mode = gt.is_dir()
+        if folder_mode and not pred.is_dir():
+            raise _UsageError(f"{pred}: GT is a folder, so PRED must be a folder too")
+        if not folder_mode and pred.is_dir():
+            raise _UsageError(f"{gt}: PRED is a folder, so GT must be a folder too")
+        problem = None if csv_path is None else _csv_problem(csv_path)
+        if problem is not None:
+            raise _UsageError(problem)
+    except _UsageError as error:
+        out.error(str(error))
+        raise typer.Exit(EXIT_USAGE) from None
+    return thresholds, folder_mode
+
+
+def _evaluate(pred: Path, gt: Path, folder_mode: bool, options: dict[str, Any], *, quiet: bool, debug: bool) -> Any:
+    """Every pair scored; a folder-level problem exits 2, a bug exits 1 with one line (the traceback with --debug)."""
+    from occrecon.evaluation import EvalResult, FolderEvaluation, evaluate_pair
+
     try:
         if folder_mode:
-            evaluation = _run_folders(pred, gt, options, show_progress=not quiet, err=err)
-        else:
-            try:
-                results = [evaluate_pair(pred, gt, **options)]
-            except InputError as error:
-                results = [EvalResult.failed(pred.stem, pred, gt, error)]
-            evaluation = FolderEvaluation(results, [])
+            return _run_folders(pred, gt, options, show_progress=not quiet, err=out.stderr)
+        try:
+            results = [evaluate_pair(pred, gt, **options)]
+        except InputError as error:
+            results = [EvalResult.failed(pred.stem, pred, gt, error)]
+        return FolderEvaluation(results, [])
     except InputError as error:
         # Only folder-level problems get here (a folder missing or without meshes): a setup error.
-        fail(str(error))
+        out.error(str(error))
         if debug:
-            traceback.print_exception(error, file=sys.stderr)
+            out.print_traceback(error)
         raise typer.Exit(EXIT_USAGE) from None
     except Exception as error:  # noqa: BLE001 - a bug must still end in one readable line without --debug
         if debug:
             raise
-        fail(f"unexpected {type(error).__name__}: {error} (rerun with --debug for the traceback)")
+        out.error(f"unexpected {type(error).__name__}: {error} (rerun with --debug for the traceback)")
         raise typer.Exit(EXIT_SOME_FAILED) from None
+
+
+def _report(evaluation: Any, options: dict[str, Any], *, json_output: bool, quiet: bool, csv_path: Path | None, debug: bool) -> int:
+    """Print the scores (table or JSON), write the CSV, name every failure; the exit code."""
+    from occrecon.evaluation import mean_metrics
 
     mean = mean_metrics(evaluation.results)
     if json_output:
         print(json.dumps(_json_document(evaluation, mean, options), indent=2))
     elif not quiet:
         _render_table(_stdout_console(), evaluation, mean, options)
+    csv_failed = False
     if csv_path is not None:
-        _write_csv(csv_path, evaluation.results)
-
+        try:
+            _write_csv(csv_path, evaluation.results)
+        except OSError as error:  # read-only, full disk: the scores are shown, the file is not written
+            out.error(out.os_error_message(error, csv_path, "cannot write the CSV"))
+            if debug:
+                out.print_traceback(error)
+            csv_failed = True
     for result in evaluation.results:
         if result.error is not None:
-            fail(result.error)
+            out.error(result.error)
             if debug and result.exception is not None:
-                traceback.print_exception(result.exception, file=sys.stderr)
-    raise typer.Exit(EXIT_OK if evaluation.all_evaluated else EXIT_SOME_FAILED)
+                out.print_traceback(result.exception)
+    if csv_failed:
+        return EXIT_USAGE
+    return EXIT_OK if evaluation.all_evaluated else EXIT_SOME_FAILED
 
 
 def _run_folders(pred: Path, gt: Path, options: dict[str, Any], show_progress: bool, err: Console) -> FolderEvaluation:

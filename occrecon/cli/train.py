@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Callable, Optional
+from typing import TYPE_CHECKING, Annotated, Callable, NoReturn, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -14,7 +14,7 @@ from occrecon.cli import _output as out
 from occrecon.cli._options import DeviceOpt, JsonOpt, QuietOpt, SeedOpt
 
 if TYPE_CHECKING:
-    from occrecon.training import StepReport
+    from occrecon.training import StepReport, TrainConfig
 
 
 def parse_duration(text: str) -> float:
@@ -74,6 +74,26 @@ class LogLines:
         self.print_line(line)
 
 
+def _fail(message: str) -> NoReturn:
+    """One escaped error line, exit 2 (where to write is a setup problem)."""
+    out.error(message)
+    raise typer.Exit(2)
+
+
+def _folder_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot be a folder to write in (it is a file, a file is on its way, ...); None when it can."""
+    if folder.exists():
+        return None if folder.is_dir() else f"{folder}: exists and is not a folder"
+    if folder.is_symlink():
+        return f"{folder}: a broken symbolic link"
+    parent = folder.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        return f"{folder}: {parent} is a file, not a folder"
+    return None
+
+
 class Task(str, Enum):
     image = "image"
     points = "points"
@@ -109,10 +129,14 @@ def train_command(
     json_output: JsonOpt = False,
 ) -> None:
     """Train a model on procedural shapes (scene: rooms) or your meshes; the run folder becomes a model folder."""
-    from occrecon.training import TrainConfig, train
+    from occrecon.training import TrainConfig
 
     if data is not None and not data.is_dir():
         raise typer.BadParameter(f"{data} is not a folder of meshes", param_hint="--data")
+    for option, folder in (("--out", out_dir), ("--cache", cache)):
+        problem = None if folder is None else _folder_problem(folder)
+        if problem:
+            _fail(f"{option} {problem}")
     config = TrainConfig(
         task=task.value,
         out=str(out_dir),
@@ -134,6 +158,18 @@ def train_command(
         device=device,
         max_time_s=None if max_time is None else parse_duration(max_time),
     )
+    folder = _run_with_progress(config, resume=resume, quiet=quiet, json_output=json_output)
+    if json_output:
+        out.print_json({"model": str(folder)})
+    elif not quiet:
+        out.result_line("model folder: ", str(folder), " (load it with --model ", str(folder), ")")
+
+
+def _run_with_progress(config: "TrainConfig", *, resume: bool, quiet: bool, json_output: bool) -> Path:
+    """Train with a live bar (or plain log lines in a log file); a write error ends the run with one line."""
+    from occrecon.training import train
+
+    steps, out_dir = config.steps, config.out
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -144,7 +180,7 @@ def train_command(
         console=out.stderr,
         disable=quiet,
     )
-    log = LogLines(lambda line: out.stderr.print(line, highlight=False, markup=False), steps, config.max_time_s) if out.logs_plainly(quiet) else None
+    log = LogLines(out.plain, steps, config.max_time_s) if out.logs_plainly(quiet) else None
     with progress:
         data_bar = progress.add_task("data", total=None, info="")
         train_bar = progress.add_task("train", total=steps, info="", visible=False)
@@ -167,10 +203,14 @@ def train_command(
             if json_output and report.val_iou is not None:
                 out.print_json({"step": report.step, "loss": report.loss, "val_iou": report.val_iou})
 
-        folder = train(config, resume=resume, on_step=on_step, on_data=on_data)
+        try:
+            folder = train(config, resume=resume, on_step=on_step, on_data=on_data)
+        except OSError as error:
+            # A full disk, a read-only or vanished folder: one line and exit 2, as for any setup problem.
+            # Checkpoints and training_state.json are written atomically, so what is on disk is still whole.
+            progress.stop()
+            where = error.filename if error.filename is not None else out_dir
+            _fail(out.os_error_message(error, where, "cannot write") + "; the run stopped")
         if last_step[0]:  # a --max-time budget can end the run before --steps
             progress.update(train_bar, total=last_step[0], completed=last_step[0])
-    if json_output:
-        out.print_json({"model": str(folder)})
-    elif not quiet:
-        out.stdout.print(f"model folder: {folder} (load it with --model {folder})", highlight=False)
+    return folder

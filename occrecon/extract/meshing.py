@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from occrecon.extract.mise import GridValues
+from occrecon.extract.mise import GridValues, check_finite_field
 
 # A value far outside any logit the networks produce: padding with it closes the
 # surface at the box boundary, so every mesh is watertight (upstream.md §3.3).
@@ -21,9 +21,13 @@ def marching_cubes(grid: GridValues, threshold: float = 0.0) -> tuple[np.ndarray
     Returns:
         vertices: (v, 3) float64 in the grid's world frame;
         faces: (f, 3) int64, wound so that normals point outwards.
+
+    Raises:
+        NonFiniteFieldError: the lattice holds NaN or inf.
     """
     import mcubes  # PyMCubes: no vertex shift, unlike upstream's libmcubes
 
+    check_finite_field(grid.values)  # NaN corners make NaN vertices, which would be reported as a mesh
     padded = np.pad(grid.values.astype(np.float64), 1, mode="constant", constant_values=_OUTSIDE)
     vertices, faces = mcubes.marching_cubes(padded, float(threshold))
     if len(faces) == 0:
@@ -62,8 +66,12 @@ def marching_cubes_block(values: np.ndarray, threshold: float = 0.0) -> tuple[np
 
     Returns:
         vertices (v, 3) float64 in lattice indices, faces (f, 3) int64 (outward winding).
+
+    Raises:
+        NonFiniteFieldError: the block holds NaN or inf.
     """
     import mcubes
 
+    check_finite_field(np.asarray(values))
     vertices, faces = mcubes.marching_cubes(np.asarray(values, dtype=np.float64), float(threshold))
     return np.asarray(vertices, np.float64).reshape(-1, 3), np.asarray(faces, np.int64).reshape(-1, 3)

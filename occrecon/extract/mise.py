@@ -89,12 +89,41 @@ def lattice_points(indices: np.ndarray, resolution: int, lower: np.ndarray, uppe
 
 
 def evaluate_in_batches(query_fn: QueryFn, points: np.ndarray, batch_size: int) -> np.ndarray:
-    """Evaluate ``query_fn`` on (n, 3) points in chunks of ``batch_size``; returns (n,) float32."""
+    """Evaluate ``query_fn`` on (n, 3) points in chunks of ``batch_size``; returns (n,) float32.
+
+    Raises:
+        NonFiniteFieldError: the field returned NaN or inf (checked chunk by chunk, so a broken
+            network fails at its first batch instead of after the whole extraction).
+    """
     out = np.empty(len(points), dtype=np.float32)
     for start in range(0, len(points), batch_size):
         chunk = points[start : start + batch_size]
-        out[start : start + len(chunk)] = np.asarray(query_fn(chunk), dtype=np.float32).reshape(-1)
+        with np.errstate(over="ignore", invalid="ignore"):  # a logit beyond float32 becomes inf: reported below
+            values = np.asarray(query_fn(chunk), dtype=np.float32).reshape(-1)
+        check_finite_field(values, len(chunk))
+        out[start : start + len(chunk)] = values
     return out
+
+
+def check_finite_field(values: np.ndarray, n_points: int | None = None) -> None:
+    """Raise :class:`~occrecon.errors.NonFiniteFieldError` when ``values`` (field values) hold NaN or inf.
+
+    The message says how many values are not finite and what that means: a mesh of such a
+    field would be made of NaN vertices, or of a surface that is not the network's.
+    """
+    finite = np.isfinite(values)
+    if finite.all():
+        return
+    from occrecon.errors import NonFiniteFieldError
+
+    bad = int(finite.size - np.count_nonzero(finite))
+    n_nan = int(np.count_nonzero(np.isnan(values)))
+    kinds = ", ".join(k for k, n in (("NaN", n_nan), ("inf", bad - n_nan)) if n)
+    total = finite.size if n_points is None else n_points
+    raise NonFiniteFieldError(
+        f"the network's output was not finite ({kinds}) at {bad} of {total} query points: its input or its "
+        "weights are not finite (e.g. an infinite --input-noise, or weights that are NaN or overflow); no mesh made"
+    )
 
 
 def _straddling_cells(values: np.ndarray, known: np.ndarray, threshold: float) -> np.ndarray:
@@ -153,6 +182,38 @@ def _children_lattice_mask(active: np.ndarray) -> np.ndarray:
     return mask
 
 
+@dataclass(frozen=True)
+class RefinementGuide:
+    """What MISE may know beyond its own evaluations (see :func:`extract_grid`).
+
+    Attributes:
+        preset: (R+1)³ fine-lattice values already known (NaN elsewhere). They are used as
+            if evaluated and never queried again; the sliding window passes the faces a
+            neighbouring crop has evaluated, so both crops mesh their shared face from the
+            same values.
+        refine_filter: ``f(active (n, n, n) bool, level) -> bool mask`` that may veto
+            subdividing cells (e.g. far from any input point).
+        anchors: (m, 3) points the surface is known to pass near (an input point cloud).
+            Every coarse cell holding one, and its 26 neighbours, is subdivided whatever its
+            corners say: a part thinner than a coarse cell can lie between the coarse
+            lattice points, where no corner sees it, and would vanish otherwise. Once
+            subdivided, such a part shows on the finer lattice and the straddling test
+            follows it, so the later levels need no anchors (anchoring them as well took
+            1.5-1.6x the evaluations for at most 0.002 IoU on five held-out generated shapes).
+    """
+
+    preset: np.ndarray | None = None
+    refine_filter: Callable[[np.ndarray, int], np.ndarray] | None = None
+    anchors: np.ndarray | None = None
+
+    def known_at(self, stride: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(values, known mask) of the preset on the lattice of every ``stride``-th fine point."""
+        if self.preset is None:
+            return None
+        sub = self.preset[::stride, ::stride, ::stride]
+        return sub, np.isfinite(sub)
+
+
 def extract_grid(
     query_fn: QueryFn,
     *,
@@ -163,9 +224,7 @@ def extract_grid(
     upper: np.ndarray | None = None,
     batch_size: int = 100_000,
     on_level: Callable[[int, int], None] | None = None,
-    preset: np.ndarray | None = None,
-    refine_filter: Callable[[np.ndarray, int], np.ndarray] | None = None,
-    anchors: np.ndarray | None = None,
+    guide: RefinementGuide | None = None,
 ) -> GridValues:
     """Evaluate a field hierarchically and return it on the fine lattice.
 
@@ -179,20 +238,7 @@ def extract_grid(
         lower, upper: (3,) box corners; default the ±0.55 box of unit-cube models.
         batch_size: points per ``query_fn`` call.
         on_level: called as ``on_level(level, n_points)`` before each round.
-        preset: optional (R+1)³ fine-lattice values that are already known (NaN
-            elsewhere). They are used as if evaluated and never queried again;
-            the sliding window passes the faces a neighbouring crop has
-            evaluated, so both crops mesh their shared face from the same values.
-        refine_filter: optional ``f(active (n, n, n) bool, level) -> bool mask``
-            that may veto subdividing cells (e.g. far from any input point).
-        anchors: optional (m, 3) points the surface is known to pass near (an
-            input point cloud). Every coarse cell holding one, and its 26
-            neighbours, is subdivided whatever its corners say: a part thinner
-            than a coarse cell can lie between the coarse lattice points, where no
-            corner sees it, and would vanish otherwise. Once subdivided, such a part
-            shows on the finer lattice and the straddling test follows it, so the
-            later levels need no anchors (anchoring them as well took 1.5-1.6x the
-            evaluations for at most 0.002 IoU on five held-out generated shapes).
+        guide: values known already, vetoes and anchors (:class:`RefinementGuide`).
 
     Returns:
         ``GridValues`` with (R+1)³ values.
@@ -211,58 +257,47 @@ def extract_grid(
         upper = default_upper if upper is None else upper
     lower = np.asarray(lower, np.float64)
     upper = np.asarray(upper, np.float64)
-
-    n = resolution0
+    guide = guide or RefinementGuide()
     fine = resolution0 * 2**upsampling_steps
-    if preset is not None and preset.shape != (fine + 1,) * 3:
-        raise ValueError(f"preset must have shape {(fine + 1,) * 3}, got {preset.shape}")
+    if guide.preset is not None and guide.preset.shape != (fine + 1,) * 3:
+        raise ValueError(f"preset must have shape {(fine + 1,) * 3}, got {guide.preset.shape}")
 
-    def preset_at(stride: int) -> tuple[np.ndarray, np.ndarray] | None:
-        if preset is None:
-            return None
-        sub = preset[::stride, ::stride, ::stride]
-        return sub, np.isfinite(sub)
-
-    stride = 2**upsampling_steps
-    values = np.zeros((n + 1,) * 3, dtype=np.float32)
-    known = np.zeros_like(values, dtype=bool)
-    given = preset_at(stride)
-    if given is not None:
-        values[given[1]] = given[0][given[1]]
-        known |= given[1]
-    idx = np.argwhere(~known)
-    if on_level:
-        on_level(0, len(idx))
-    if len(idx):
-        values[~known] = evaluate_in_batches(query_fn, lattice_points(idx, n, lower, upper), batch_size)
-    known[:] = True
-    n_evals = len(idx)
-
-    for level in range(1, upsampling_steps + 1):
-        active = _straddling_cells(values, known, threshold)
-        if level == 1 and anchors is not None and len(anchors):
-            active |= cells_near(anchors, lower, (upper - lower) / n, n)
-        if refine_filter is not None:
-            active &= refine_filter(active, level - 1)
-        values = _upsample_lattice(values)
-        refined_known = np.zeros_like(values, dtype=bool)
-        refined_known[::2, ::2, ::2] = known
-        known = refined_known
-        n *= 2
-        stride //= 2
-        given = preset_at(stride)
-        if given is not None:
-            values[given[1]] = given[0][given[1]]
-            known |= given[1]
-        todo = _children_lattice_mask(active) & ~known
+    def evaluate(values: np.ndarray, todo: np.ndarray, level: int, n: int) -> int:
         idx = np.argwhere(todo)
         if on_level:
             on_level(level, len(idx))
         if len(idx):
             values[todo] = evaluate_in_batches(query_fn, lattice_points(idx, n, lower, upper), batch_size)
-            known |= todo
-            n_evals += len(idx)
+        return len(idx)
+
+    n, stride = resolution0, 2**upsampling_steps
+    values = np.zeros((n + 1,) * 3, dtype=np.float32)
+    known = _with_known(values, np.zeros_like(values, dtype=bool), guide.known_at(stride))
+    n_evals = evaluate(values, ~known, 0, n)
+    known[:] = True
+    for level in range(1, upsampling_steps + 1):
+        active = _straddling_cells(values, known, threshold)
+        if level == 1 and guide.anchors is not None and len(guide.anchors):
+            active |= cells_near(guide.anchors, lower, (upper - lower) / n, n)
+        if guide.refine_filter is not None:
+            active &= guide.refine_filter(active, level - 1)
+        values = _upsample_lattice(values)
+        refined_known = np.zeros_like(values, dtype=bool)
+        refined_known[::2, ::2, ::2] = known
+        n, stride = n * 2, stride // 2
+        known = _with_known(values, refined_known, guide.known_at(stride))
+        todo = _children_lattice_mask(active) & ~known
+        n_evals += evaluate(values, todo, level, n)
+        known |= todo
     return GridValues(values=values, lower=lower, upper=upper, n_evaluations=n_evals, n_levels=upsampling_steps + 1)
+
+
+def _with_known(values: np.ndarray, known: np.ndarray, given: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+    """``known`` grown by the preset's values, which are written into ``values``."""
+    if given is not None:
+        values[given[1]] = given[0][given[1]]
+        known |= given[1]
+    return known
 
 
 def dense_grid(

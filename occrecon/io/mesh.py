@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-from occrecon.errors import OutputExistsError
+from occrecon.errors import NonFiniteMeshError, OutputExistsError
 from occrecon.io.atomic import write_bytes_atomic
 
 MESH_FORMATS: dict[str, str] = {"obj": "obj", "ply": "ply", "off": "off", "glb": "glb", "stl": "stl"}
@@ -49,15 +49,38 @@ def write_mesh(mesh: trimesh.Trimesh, path: str | Path, *, file_format: str | No
 
     Returns:
         The destination path.
+
+    Raises:
+        OutputExistsError: ``path`` exists and ``overwrite`` is False.
+        NonFiniteMeshError: a vertex is NaN or infinite (such a mesh is never written).
     """
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path}: exists (pass --overwrite to replace it)")
+    check_finite_vertices(getattr(mesh, "vertices", np.zeros((0, 3))), what=f"{path}: the mesh")
     data = mesh_bytes(mesh, file_format or format_from_path(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_bytes_atomic(path, data)
 
 
+def check_finite_vertices(vertices: np.ndarray, what: str = "the mesh") -> None:
+    """Raise :class:`~occrecon.errors.NonFiniteMeshError` when a vertex coordinate is NaN or inf."""
+    vertices = np.asarray(vertices)
+    if vertices.size == 0 or vertices.dtype.kind not in "fc":
+        return
+    finite = np.isfinite(vertices).reshape(len(vertices), -1).all(axis=1)
+    if not finite.all():
+        bad = int(len(finite) - np.count_nonzero(finite))
+        raise NonFiniteMeshError(f"{what} has {bad} of {len(finite)} vertices that are not finite (NaN/inf); it is not written")
+
+
 def make_mesh(vertices: np.ndarray, faces: np.ndarray) -> trimesh.Trimesh:
-    """A trimesh without trimesh's automatic merging/reordering, so vertex order is ours."""
-    return trimesh.Trimesh(vertices=np.asarray(vertices, np.float64), faces=np.asarray(faces, np.int64), process=False)
+    """A trimesh without trimesh's automatic merging/reordering, so vertex order is ours.
+
+    Raises:
+        NonFiniteMeshError: a vertex is NaN or infinite (a field or a transform went wrong:
+            such a mesh must be an error, not a result).
+    """
+    vertices = np.asarray(vertices, np.float64)
+    check_finite_vertices(vertices)
+    return trimesh.Trimesh(vertices=vertices, faces=np.asarray(faces, np.int64), process=False)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from occrecon.io.atomic import write_bytes_atomic
+
 
 def write_binvox(path: str | Path, occupancy: np.ndarray, translate=(0.0, 0.0, 0.0), scale: float = 1.0) -> Path:
     """Write a bool grid indexed ``[x, y, z]`` as ``.binvox`` (run-length encoded, y fastest then z then x).
@@ -32,6 +34,4 @@ def write_binvox(path: str | Path, occupancy: np.ndarray, translate=(0.0, 0.0, 0
         f"#binvox 1\ndim {dim} {dim} {dim}\n"
         f"translate {translate[0]:.6f} {translate[1]:.6f} {translate[2]:.6f}\nscale {scale:.6f}\ndata\n"
     )
-    path = Path(path)
-    path.write_bytes(header.encode() + bytes(np.asarray(runs, dtype=np.uint8)))
-    return path
+    return write_bytes_atomic(Path(path), header.encode() + bytes(np.asarray(runs, dtype=np.uint8)))

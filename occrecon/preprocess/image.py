@@ -31,7 +31,7 @@ from scipy import ndimage
 
 from occrecon.errors import InputError
 from occrecon.frames import FrameTransform
-from occrecon.io.readers import normalise_image_mode, read_mask
+from occrecon.io.readers import _downscaled_size, normalise_image_mode, read_mask
 
 from ._base import PreparedInput
 from .segment import grabcut_photo
@@ -60,6 +60,20 @@ _MAX_BACKGROUND_COLOURS = 3
 # Below this share of border pixels near a background colour the backdrop is busy (grass, a room): GrabCut cuts it.
 _UNIFORM_BORDER_SHARE = 0.6
 _MIN_COLOUR_SHARE = 0.12
+
+
+def _mask_for(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A mask file read for an image of ``shape`` (h, w).
+
+    Files over :data:`occrecon.io.readers.DOWNSCALE_PIXELS` are downscaled while read; an image
+    passed as an array or a PIL image is not, so a mask file of its size comes back smaller.
+    Such a mask (exactly the size the image's own file would have been read at) is scaled back
+    up to the image (nearest); any other size is left for the size check to refuse.
+    """
+    h, w = shape
+    if mask.shape != (h, w) and _downscaled_size((w, h)) == (mask.shape[1], mask.shape[0]):
+        return np.asarray(Image.fromarray(mask).resize((w, h), Image.Resampling.NEAREST))
+    return mask
 
 
 def _array_to_rgba(arr: np.ndarray, source: str | None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -332,7 +346,7 @@ def prepare_image(
     notes: list[str] = []
     rgb, alpha = _to_rgba(image, source)
     if isinstance(mask, (str, Path)):
-        mask = read_mask(mask)
+        mask = _mask_for(read_mask(mask), rgb.shape[:2])
     elif mask is not None:
         mask = np.asarray(mask).astype(bool)
     fg, weights = _matte(rgb, alpha, mask, background, source, notes)

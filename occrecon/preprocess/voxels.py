@@ -30,7 +30,7 @@ __all__ = ["prepare_voxels", "resample_occupancy", "CONVENTIONS"]
 CONVENTIONS = ("cell_centre", "linspace")
 
 
-def _resample_axis(grid: np.ndarray, axis: int, size: int) -> np.ndarray:
+def _resample_axis(grid: np.ndarray, axis: int, size: int, length: int | None = None, offset: int = 0) -> np.ndarray:
     """Resample one axis of a bool grid to ``size`` cells.
 
     Downsampling marks a coarse cell occupied when ANY fine cell overlapping
@@ -39,21 +39,30 @@ def _resample_axis(grid: np.ndarray, axis: int, size: int) -> np.ndarray:
     surface is filled; "any" keeps thin parts (chair legs) that a
     nearest/majority rule would delete. Upsampling uses nearest neighbour
     (exact replication for integer factors).
+
+    ``length`` and ``offset``: the axis is resampled as if padded with empty cells to ``length``
+    cells, its own cells at ``[offset, offset + n)``, without making the padded array (a
+    1x1x100000 grid would otherwise become a 100000³ cube).
     """
     n = grid.shape[axis]
-    if n == size:
+    length = n if length is None else length
+    if length == size and n == length:
         return grid
-    if size < n:
-        # Fine cells overlapping coarse cell j: [floor(j n/size), ceil((j+1) n/size)).
+    moved = np.moveaxis(grid, axis, 0)
+    if size < length:
+        # Fine cells overlapping coarse cell j: [floor(j length/size), ceil((j+1) length/size)), less the padding.
         j = np.arange(size)
-        starts = (j * n) // size
-        stops = -((-(j + 1) * n) // size)
-        moved = np.moveaxis(grid, axis, 0)
-        out = np.stack([moved[a:b].any(axis=0) for a, b in zip(starts, stops)], axis=0)
+        starts = np.clip((j * length) // size - offset, 0, n)
+        stops = np.clip(-((-(j + 1) * length) // size) - offset, 0, n)
+        empty = np.zeros(moved.shape[1:], dtype=bool)
+        out = np.stack([moved[a:b].any(axis=0) if b > a else empty for a, b in zip(starts, stops)], axis=0)
         return np.moveaxis(out, 0, axis)
-    # Coarse cell containing the centre of fine cell j.
-    src = ((np.arange(size) + 0.5) * n / size).astype(np.int64)
-    return np.take(grid, np.minimum(src, n - 1), axis=axis)
+    # Coarse cell containing the centre of fine cell j; padding cells are empty.
+    src = np.minimum(((np.arange(size) + 0.5) * length / size).astype(np.int64), length - 1) - offset
+    inside = (src >= 0) & (src < n)
+    out = np.take(moved, np.clip(src, 0, n - 1), axis=0)
+    out[~inside] = False
+    return np.moveaxis(out, 0, axis)
 
 
 def resample_occupancy(grid: np.ndarray, resolution: int) -> np.ndarray:
@@ -151,11 +160,15 @@ def prepare_voxels(
         raise InputError(source, f"voxel grid {'x'.join(map(str, occ.shape))} has no occupied voxel")
 
     notes: list[str] = []
-    cube, before = _pad_to_cube(occ)
-    if cube.shape != occ.shape:
-        notes.append(f"padded {'x'.join(map(str, occ.shape))} grid to a {cube.shape[0]}³ cube (centred)")
-    side = cube.shape[0]
-    out = resample_occupancy(cube, resolution)
+    # The grid is padded, centred, to a cube of its longest side, and that cube resampled; the padding
+    # is never made (a 1x1x100000 grid from a small file would be a 100000³ cube).
+    side = max(occ.shape)
+    before = np.array([(side - s) // 2 for s in occ.shape])
+    if len(set(occ.shape)) > 1:
+        notes.append(f"padded {'x'.join(map(str, occ.shape))} grid to a {side}³ cube (centred)")
+    out = occ
+    for axis in range(3):
+        out = _resample_axis(out, axis, resolution, length=side, offset=int(before[axis]))
     if side != resolution:
         how = "any-occupied max-pool" if side > resolution else "nearest neighbour"
         notes.append(f"resampled {side}³ → {resolution}³ ({how})")
