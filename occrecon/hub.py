@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from occrecon._version import __version__
-from occrecon.errors import ModelUnavailableError
+from occrecon.errors import ModelUnavailableError, UnknownModelError
 
 MODEL_FILES = ("config.json", "model.safetensors")
 OPTIONAL_FILES = ("README.md",)
@@ -66,14 +66,51 @@ def split_revision(repo: str) -> tuple[str, str | None]:
     return repo, None
 
 
-def _unavailable(repo_id: str, revision: str | None, reason: str, name: str | None) -> ModelUnavailableError:
+class HubRepoMissingError(ModelUnavailableError):
+    """The Hub (or a mirror) answered that the repository does not exist: RepositoryNotFound, a plain 404, or 401.
+
+    For a registered upstream model this is the cue to fetch the original checkpoint instead.
+    """
+
+
+class HubUnreachableError(ModelUnavailableError):
+    """The model is not in the cache and the Hub could not be asked (offline, or no connection)."""
+
+    def __init__(self, message: str, *, offline: bool) -> None:
+        super().__init__(message)
+        self.offline = offline
+
+
+def _unavailable(
+    repo_id: str, revision: str | None, reason: str, name: str | None, kind: type[ModelUnavailableError] = ModelUnavailableError, **extra
+) -> ModelUnavailableError:
     label = name or repo_id
     hint = (
         f"prefetch it with `occrecon models download {label}` where the Hub is reachable, "
         "pass a local folder with --model DIR, or use a bundled model (see `occrecon models`)"
     )
     at = f"@{revision}" if revision else ""
-    return ModelUnavailableError(f"model {label} ({repo_id}{at}): {reason}; {hint}")
+    return kind(f"model {label} ({repo_id}{at}): {reason}; {hint}", **extra)
+
+
+def _missing_repo_status(exc: BaseException) -> int | None:
+    """404 or 401 when ``exc`` (or what caused it) is an HTTP answer that the repository is not there.
+
+    ``huggingface_hub`` turns a HEAD request's plain 404 (a mirror without the
+    Hub's ``X-Error-Code`` header) into ``LocalEntryNotFoundError`` as if the
+    connection had failed; the HTTP error it came from is its ``__cause__``.
+    """
+    from huggingface_hub import errors
+
+    seen = 0
+    while exc is not None and seen < 5:
+        response = getattr(exc, "response", None)
+        status = getattr(response, "status_code", None)
+        if isinstance(exc, errors.HfHubHTTPError) and status in (401, 404):
+            return status
+        exc = exc.__cause__
+        seen += 1
+    return None
 
 
 def download_model(
@@ -101,6 +138,11 @@ def download_model(
     from huggingface_hub import errors
     from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
 
+    try:
+        hf.utils.validate_repo_id(repo_id)
+    except errors.HFValidationError:
+        shown = repo_id if len(repo_id) <= 80 else repo_id[:77] + "..."
+        raise UnknownModelError(f"{shown!r} is not a valid org/name Hub id (letters, digits, '-', '_' and '.', at most 96 characters a part)") from None
     offline = local_files_only or hub_offline()
     unreachable = not offline and not hub_reachable()
     if progress:
@@ -126,15 +168,21 @@ def download_model(
     except errors.GatedRepoError:
         raise _unavailable(repo_id, revision, "the repository is gated: accept its terms on the Hub and log in with `hf auth login`", name) from None
     except errors.RepositoryNotFoundError:
-        raise _unavailable(repo_id, revision, "no such repository on the Hub (or it is private)", name) from None
+        raise _unavailable(repo_id, revision, "no such repository on the Hub (or it is private)", name, HubRepoMissingError) from None
     except errors.RevisionNotFoundError:
         raise _unavailable(repo_id, revision, f"the Hub has no revision {revision!r}", name) from None
-    except errors.LocalEntryNotFoundError:
+    except errors.LocalEntryNotFoundError as exc:
+        status = None if offline or unreachable else _missing_repo_status(exc)
+        if status is not None:
+            raise _unavailable(repo_id, revision, f"no such repository on the Hub (HTTP {status})", name, HubRepoMissingError) from None
         reason = "not in the local cache and HF_HUB_OFFLINE is set" if offline else "not in the local cache and the Hub cannot be reached"
-        raise _unavailable(repo_id, revision, reason, name) from None
+        raise _unavailable(repo_id, revision, reason, name, HubUnreachableError, offline=offline) from None
     except errors.EntryNotFoundError:
         raise _unavailable(repo_id, revision, f"the repository lacks {' or '.join(MODEL_FILES)}", name) from None
     except (errors.HfHubHTTPError, OSError) as exc:
+        status = _missing_repo_status(exc)
+        if status is not None:
+            raise _unavailable(repo_id, revision, f"no such repository on the Hub (HTTP {status})", name, HubRepoMissingError) from None
         raise _unavailable(repo_id, revision, f"download failed ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})", name) from None
     return paths[0].parent
 

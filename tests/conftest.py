@@ -22,6 +22,7 @@ def _isolated_hub(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(cache))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: refuses at once
+    monkeypatch.setenv("OCCRECON_UPSTREAM_ENDPOINT", "http://127.0.0.1:9")  # the original checkpoints' host, likewise
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("SLURM_ARRAY_TASK_ID", raising=False)
