@@ -64,7 +64,7 @@ def workload(name: str) -> Callable[[], object]:
         return lambda: occrecon.reconstruct(model, "image", str(examples / "chair.png"))
     if name == "train-steps":
         net = model.net.float().train()
-        size = int(model.input_spec.get("image_size", 224))
+        size = model.input_spec.image_size
         generator = torch.Generator().manual_seed(0)
         batch = {"inputs": torch.rand(16, 3, size, size, generator=generator), "points": torch.rand(16, 1024, 3, generator=generator) * 1.1 - 0.55}
         batch["occ"] = (batch["points"].norm(dim=-1) < 0.3).float()

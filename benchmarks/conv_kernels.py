@@ -68,7 +68,7 @@ def main() -> int:
     if not unets:
         raise SystemExit(f"{model.name} has no 3-D U-Net")
     unet = unets[0]
-    resolution = int(model.config["architecture"]["encoder_kwargs"]["grid_resolution"])
+    resolution = int(model.config.architecture["encoder_kwargs"]["grid_resolution"])
     channels = unet.encoders[0].basic_module.SingleConv1.conv.in_channels
     grid = torch.randn(1, channels, resolution, resolution, resolution, generator=torch.Generator().manual_seed(0))
     print(f"{model.name}: U-Net on a {channels}×{resolution}³ grid, {args.threads} threads, best of {args.repeats}")

@@ -79,10 +79,10 @@ def main() -> int:
     image = model.task == "image"
     if image and (counts(args.rotations) != [1] or set(counts(args.fit_steps)) != {0} or set(counts(args.winding)) != {0} or set(counts(args.anchors)) != {0}):
         raise SystemExit(f"{model.name} is an image model: only --coarse and --thresholds vary (pass --rotations 1)")
-    default_coarse = int(model.generation.get("resolution", 32))
-    final = default_coarse * 2 ** int(model.generation.get("upsampling_steps", 2))
+    default_coarse = model.generation.resolution
+    final = default_coarse * 2 ** model.generation.upsampling_steps
     coarse = counts(args.coarse) or [default_coarse]
-    thresholds = [float(t) for t in args.thresholds.split(",") if t.strip()] or [float(model.generation.get("threshold", 0.2))]
+    thresholds = [float(t) for t in args.thresholds.split(",") if t.strip()] or [model.generation.threshold]
     variants = [
         (r, f, w, c, a, t)
         for r in counts(args.rotations)

@@ -51,7 +51,7 @@ def main() -> None:
     if not pairs:
         raise SystemExit(f"{args.photos}: no NAME__image.png with a NAME__mask.png beside it")
     model = occrecon.load_model(default_model("image"))
-    size = int(model.input_spec.get("image_size", 224))
+    size = model.input_spec.image_size
     photo, mask = read_image(pairs[0][0]), read_mask(pairs[0][1])
     prepare_image(photo, size=size)  # warm-up: imports, caches
     occrecon.reconstruct_image(model, photo, mask=mask)

@@ -17,7 +17,7 @@ import numpy as np
 
 import occrecon
 from occrecon.extract import box_bounds, extract_grid, marching_cubes, probability_to_logit
-from occrecon.pipeline import _encode, field_function
+from occrecon.field import encode_field, numpy_query
 from occrecon.preprocess import prepare_input
 from occrecon.registry import default_model
 
@@ -44,9 +44,8 @@ def main() -> None:
 
     model = occrecon.load_model(args.model, args.device)
     prepared = prepare_input(model.task if model.task != "scene" else "points", args.input, model.input_spec, seed=0)
-    conditioning = _encode(model, prepared.tensor)
-    query = field_function(model, conditioning)
-    threshold = probability_to_logit(model.generation.get("threshold", 0.2))
+    query = numpy_query(encode_field(model, prepared.tensor))
+    threshold = probability_to_logit(model.generation.threshold)
     lower, upper = box_bounds(model.padding)
     print(f"model {model.name} on {model.device}; input {args.input}")
     print(f"{'final grid':>10} {'MISE evals':>12} {'dense evals':>12} {'eval ratio':>10} {'MISE s':>8} {'dense s':>8} {'speed-up':>8} {'same faces':>10}")

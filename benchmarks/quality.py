@@ -361,9 +361,9 @@ def update_cards(
             lines.append(f"| {label} | {mean[key]['iou']:.3f} | {mean[key]['chamfer_l1']:.4f} | {mean[key]['f_score_1']:.3f} |")
         seconds = [r["seconds"][task] for r in rows if task in r["seconds"]]
         gen = model.generation
-        final = int(gen.get("resolution", 32)) * 2 ** int(gen.get("upsampling_steps", 2))
-        lines += ["", f"Median reconstruction time per object: {np.median(seconds):.2f} s on {model.device} (MISE {gen.get('resolution', 32)} → {final}³{', ' + timing_note if timing_note else ''})."]
-        (model.path / "README.md").write_text(model_card(model.config, benchmark="\n".join(lines)), encoding="utf-8")
+        final = gen.resolution * 2**gen.upsampling_steps
+        lines += ["", f"Median reconstruction time per object: {np.median(seconds):.2f} s on {model.device} (MISE {gen.resolution} → {final}³{', ' + timing_note if timing_note else ''})."]
+        (model.path / "README.md").write_text(model_card(model.config.to_dict(), benchmark="\n".join(lines)), encoding="utf-8")
         print(f"updated {model.path / 'README.md'}")
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 import occrecon
-from occrecon.pipeline import ExtractionOptions
+from occrecon.options import ExtractionOptions
 from occrecon.registry import default_model
 
 ROOT = Path(__file__).resolve().parents[1]

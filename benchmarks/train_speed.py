@@ -34,7 +34,7 @@ def main() -> None:
 
     model = occrecon.load_model(args.model, "cpu")
     net = model.net.float().train()
-    size = int(model.input_spec.get("image_size", 224))
+    size = model.input_spec.image_size
     generator = torch.Generator().manual_seed(0)
     batch = {
         "inputs": torch.rand(args.batch_size, 3, size, size, generator=generator),

@@ -21,13 +21,16 @@ _EXPORTS = {
     "OccupancyModel": "occrecon.loading",
     "load_model": "occrecon.loading",
     "save_model_folder": "occrecon.loading",
-    "ExtractionOptions": "occrecon.pipeline",
+    "ExtractionOptions": "occrecon.options",
+    "ModelConfig": "occrecon.config",
+    "ReconstructOptions": "occrecon.options",
     "Reconstruction": "occrecon.pipeline",
     "reconstruct": "occrecon.pipeline",
     "reconstruct_image": "occrecon.pipeline",
     "reconstruct_points": "occrecon.pipeline",
     "reconstruct_voxels": "occrecon.pipeline",
     "list_models": "occrecon.registry",
+    "sample": "occrecon.sampling",
     "tune_cpu_allocator": "occrecon.allocator",
 }
 
@@ -35,8 +38,9 @@ if TYPE_CHECKING:
     from occrecon.convert import convert_checkpoint
     from occrecon.allocator import tune_cpu_allocator
     from occrecon.loading import OccupancyModel, load_model, save_model_folder
+    from occrecon.config import ModelConfig
+    from occrecon.options import ExtractionOptions, ReconstructOptions
     from occrecon.pipeline import (
-        ExtractionOptions,
         Reconstruction,
         reconstruct,
         reconstruct_image,
@@ -56,7 +60,9 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "ExtractionOptions",
+    "ModelConfig",
     "OccupancyModel",
+    "ReconstructOptions",
     "Reconstruction",
     "__version__",
     "convert_checkpoint",

@@ -6,6 +6,7 @@ One bad input never stops the others: each item ends as ``ok``, ``skipped``
 
 from __future__ import annotations
 
+import io
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -13,10 +14,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from occrecon.errors import InputError, InvalidModelFolderError, ModelUnavailableError, NoSurfaceError, UnknownModelError
+from occrecon.io.atomic import write_bytes_atomic
+from occrecon.io.claims import ClaimedElsewhere, claim
 from occrecon.io.mesh import write_mesh
 from occrecon.io.paths import InputItem, plan_output
 from occrecon.loading import OccupancyModel
-from occrecon.pipeline import ExtractionOptions, Reconstruction, SceneOptions, reconstruct
+from occrecon.options import ReconstructOptions, ResolvedOptions
+from occrecon.pipeline import Events, SceneModel, check_task, reconstruct_resolved
 
 
 @dataclass
@@ -81,9 +85,9 @@ def save_preview(preview: Any, mesh_path: Path, overwrite: bool) -> Path | None:
         path = mesh_path.with_name(f"{mesh_path.stem}.input.png")
         if path.exists() and not overwrite:
             return path
-        tmp = path.with_name(f".{path.name}.tmp")
-        preview.save(tmp, format="PNG")
-        tmp.replace(path)
+        encoded = io.BytesIO()
+        preview.save(encoded, format="PNG")
+        write_bytes_atomic(path, encoded.getvalue())
         return path
     array = np.asarray(preview)
     path = mesh_path.with_name(f"{mesh_path.stem}.input.ply")
@@ -97,87 +101,117 @@ def save_preview(preview: Any, mesh_path: Path, overwrite: bool) -> Path | None:
     return path
 
 
+@dataclass(frozen=True)
+class BatchOptions:
+    """How a batch treats its outputs (the reconstruction itself takes :class:`~occrecon.options.ReconstructOptions`).
+
+    Attributes:
+        file_format: mesh format of every output (``obj``, ``ply``, ``off``, ``glb``, ``stl``).
+        overwrite: redo inputs whose output exists (default: skip them).
+        save_input: also write what the network saw beside each mesh.
+        mask: object mask for the one photo of a batch.
+        debug: keep each failure's traceback in its result.
+    """
+
+    file_format: str = "obj"
+    overwrite: bool = False
+    save_input: bool = False
+    mask: Path | None = None
+    debug: bool = False
+
+
 def run_batch(
     model: OccupancyModel,
     kind: str,
     plan: BatchPlan,
+    options: ReconstructOptions,
+    batch: BatchOptions = BatchOptions(),
     *,
-    options: ExtractionOptions,
-    file_format: str,
-    overwrite: bool = False,
-    save_input: bool = False,
-    mask: Path | None = None,
-    seed: int = 0,
+    scene_model: SceneModel = None,
     on_stage: Callable[[str], None] | None = None,
     on_note: Callable[[str, str], None] | None = None,
-    keep_traceback: bool = False,
-    scene: SceneOptions | None = None,
-    input_noise: float | None = None,
-    rotations: int | None = None,
-    fit_steps: int | None = None,
-    winding: bool | None = None,
-    anchor_points: bool | None = None,
 ) -> Iterator[ItemResult]:
     """Reconstruct each planned input in turn, yielding one result per input.
 
+    The options are validated and resolved against ``model`` once, before the first input.
     ``on_note(input, message)`` hears the notes that matter before an input's long run ends
     (see :func:`occrecon.reconstruct`); they are in its result's notes too.
     """
+    check_task(model, kind)
+    runner = _Runner(model, kind, options.resolve(model, kind), batch, scene_model, on_stage, on_note)
     for item, target, problem in plan.items:
         common = dict(input=str(item.path), output=str(target) if target else None, model=model.name, model_revision=model.revision)
         if problem:
             yield ItemResult(status="failed", error=f"{item.path}: {problem}", **common)
             continue
         assert target is not None
-        if target.exists() and not overwrite:
+        if target.is_dir() or (target.exists() and not target.is_file()):
+            yield ItemResult(status="failed", error=f"{item.path}: the output {target} is a folder or another non-file; rename it or choose another --output-dir", **common)
+            continue
+        if target.exists() and not batch.overwrite:
             yield ItemResult(status="skipped", error=None, notes=[f"{target} exists (use --overwrite to redo)"], **common)
             continue
-        start = time.perf_counter()
+        yield runner.run(item.path, target, common)
+
+
+@dataclass
+class _Runner:
+    """What every input of a batch shares: the model, the resolved settings, where progress goes."""
+
+    model: OccupancyModel
+    kind: str
+    options: ResolvedOptions
+    batch: BatchOptions
+    scene_model: SceneModel
+    on_stage: Callable[[str], None] | None
+    on_note: Callable[[str, str], None] | None
+
+    def run(self, path: Path, target: Path, common: dict[str, Any]) -> ItemResult:
+        """One input, under a claim on its output so that a second process on the same outputs skips it."""
         try:
-            result: Reconstruction = reconstruct(
-                model,
-                kind,
-                item.path,
-                options=options,
-                mask=mask,
-                seed=seed,
-                on_stage=on_stage,
-                on_note=None if on_note is None else (lambda message, name=str(item.path): on_note(name, message)),
-                scene=scene,
-                input_noise=input_noise,
-                rotations=rotations,
-                fit_steps=fit_steps,
-                winding=winding,
-                anchor_points=anchor_points,
-            )
-            write_mesh(result.mesh, target, file_format=file_format, overwrite=overwrite)
-            if save_input:
-                save_preview(result.preview, target, overwrite)
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass  # the write reports it
+        held = claim(target)
+        if isinstance(held, ClaimedElsewhere):
+            return ItemResult(status="skipped", error=None, notes=[f"{target} is {held}"], **common)
+        try:
+            if target.exists() and not self.batch.overwrite:  # finished by another process while this one planned
+                return ItemResult(status="skipped", error=None, notes=[f"{target} exists (use --overwrite to redo)"], **common)
+
+            def stage(name: str) -> None:
+                held.refresh()
+                if self.on_stage:
+                    self.on_stage(name)
+
+            on_note = self.on_note
+            events = Events(stage, None if on_note is None else (lambda message: on_note(str(path), message)))
+            return self._reconstruct(path, target, events, common)
+        finally:
+            held.release()
+
+    def _reconstruct(self, path: Path, target: Path, events: Events, common: dict[str, Any]) -> ItemResult:
+        start = time.perf_counter()
+        batch = self.batch
+        try:
+            result = reconstruct_resolved(self.model, self.kind, path, self.options, mask=batch.mask, scene_model=self.scene_model, events=events)
+            # What the network saw goes first: an output that exists is a finished item, preview included.
+            if batch.save_input:
+                save_preview(result.preview, target, batch.overwrite)
+            write_mesh(result.mesh, target, file_format=batch.file_format, overwrite=batch.overwrite)
         except (ModelUnavailableError, UnknownModelError, InvalidModelFolderError):
             raise  # a model that cannot be loaded (e.g. the scene model on first need) is a setup problem
         except Exception as exc:  # one bad input must not stop the batch; --debug keeps the traceback
-            message = str(exc)
-            # Every line names its file, also where the problem was found after the file was read.
-            if (not isinstance(exc, InputError) or exc.source is None) and str(item.path) not in message:
-                message = f"{item.path}: {message or type(exc).__name__}"
-            # What the network saw is the first thing to look at when it found nothing in it.
-            if save_input and isinstance(exc, NoSurfaceError) and exc.preview is not None:
-                try:
-                    seen = save_preview(exc.preview, target, overwrite)
-                except OSError as save_error:
-                    message += f"; what the network saw could not be saved: {save_error}"
-                else:
-                    if seen is not None:
-                        message += f"; what the network saw: {seen}"
-            yield ItemResult(
+            return ItemResult(
                 status="failed",
-                error=message,
+                error=_failure_message(exc, path, target, batch),
                 seconds=round(time.perf_counter() - start, 3),
-                traceback=traceback.format_exc() if keep_traceback else None,
+                traceback=traceback.format_exc() if batch.debug else None,
                 **common,
             )
-            continue
-        yield ItemResult(
+        # The model that made the mesh: the scene model, where a cloud turned out to be a scene.
+        common = {**common, "model": result.model_name, "model_revision": result.model_revision}
+        return ItemResult(
             status="ok",
             vertices=len(result.mesh.vertices),
             faces=len(result.mesh.faces),
@@ -186,3 +220,21 @@ def run_batch(
             notes=result.notes,
             **common,
         )
+
+
+def _failure_message(exc: Exception, path: Path, target: Path, batch: BatchOptions) -> str:
+    """One line naming the file and the problem; with --save-input, where what the network saw was written."""
+    message = str(exc)
+    # Every line names its file, also where the problem was found after the file was read.
+    if (not isinstance(exc, InputError) or exc.source is None) and str(path) not in message:
+        message = f"{path}: {message or type(exc).__name__}"
+    # What the network saw is the first thing to look at when it found nothing in it.
+    if batch.save_input and isinstance(exc, NoSurfaceError) and exc.preview is not None:
+        try:
+            seen = save_preview(exc.preview, target, batch.overwrite)
+        except OSError as save_error:
+            message += f"; what the network saw could not be saved: {save_error}"
+        else:
+            if seen is not None:
+                message += f"; what the network saw: {seen}"
+    return message

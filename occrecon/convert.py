@@ -11,7 +11,7 @@ import torch
 
 from occrecon.checkpoint import compare_state_dicts, extract_state_dict, load_upstream_checkpoint
 from occrecon.errors import CheckpointMismatchError, UnknownModelError
-from occrecon.loading import save_model_folder
+from occrecon.modelfolder import save_model_folder
 
 
 def _presets() -> dict[str, dict[str, Any]]:

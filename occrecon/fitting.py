@@ -16,7 +16,7 @@ Adam steps, with the network's weights frozen, on two terms:
   within about ``h`` of the cloud the initial surface is what the fit corrects,
   farther away it is trusted, so inside and outside hold there.
 
-For a :class:`~occrecon.pipeline.RotationEnsemble` only member 0 (the unrotated
+For a :class:`~occrecon.field.RotationEnsemble` only member 0 (the unrotated
 encoding) is optimised, against the ensemble's combined field: the other members'
 logits at the fitting samples are constant and computed once, as are those of a
 winding-number prior (:mod:`occrecon.winding`).
@@ -27,17 +27,18 @@ from __future__ import annotations
 import contextlib
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from occrecon.field import Field, RotationEnsemble, network_part, with_network_part
+from occrecon.loading import OccupancyModel
 from occrecon.metrics import nearest_neighbors
+from occrecon.nets.convonet import LocalDecoder, sample_feature
+from occrecon.nets.coords import normalize_coordinate
 from occrecon.optim import Adam
-
-if TYPE_CHECKING:
-    from occrecon.loading import OccupancyModel
 
 __all__ = ["FitOptions", "fit_to_points", "prior_weights", "seeded_subset"]
 
@@ -140,9 +141,6 @@ def _plane_decoder(model: OccupancyModel, member: Any, queries: torch.Tensor) ->
     bilinear weights times ``delta``: this replaces ``grid_sample`` and its slow
     backward in every fitting step.
     """
-    from occrecon.nets.convonet import LocalDecoder, sample_feature
-    from occrecon.nets.coords import normalize_coordinate
-
     decoder = getattr(model.net, "decoder", None)
     planes = ("xz", "xy", "yz")
     if (
@@ -159,7 +157,7 @@ def _plane_decoder(model: OccupancyModel, member: Any, queries: torch.Tensor) ->
     p = queries[None]
     uv = {f: normalize_coordinate(p, f, decoder.padding) for f in member}
     with torch.no_grad():
-        base = decoder._sum_features({f: sample_feature(uv[f], fea) for f, fea in member.items()})[0]
+        base = decoder.sum_features({f: sample_feature(uv[f], fea) for f, fea in member.items()})[0]
     matrices = {}
     for f, fea in member.items():
         matrix = _bilinear_matrix(uv[f][0], fea.shape[-1])
@@ -173,7 +171,7 @@ def _plane_decoder(model: OccupancyModel, member: Any, queries: torch.Tensor) ->
         for f in order:
             flat = deltas[f][0].reshape(deltas[f].shape[1], -1).t()  # (r², channels)
             features = features + _FixedSampling.apply(flat, *matrices[f])
-        return decoder._run(p.float(), features[None])[0].float()
+        return decoder.decode_features(p.float(), features[None])[0].float()
 
     return decode
 
@@ -191,29 +189,24 @@ def _frozen(module: torch.nn.Module) -> Iterator[None]:
             parameter.requires_grad_(flag)
 
 
-def fit_to_points(model: OccupancyModel, conditioning: Any, points: np.ndarray, threshold: float, options: FitOptions = FitOptions()) -> Any:
-    """The encoding ``conditioning`` of one input, fitted to its cloud ``points``.
+def fit_to_points(field: Field, points: np.ndarray, threshold: float, options: FitOptions = FitOptions()) -> Field:
+    """``field`` with its encoding fitted to the cloud ``points`` it was encoded from.
 
     Args:
-        model: the model that produced ``conditioning``.
-        conditioning: ``model.net.encode``'s output for a batch of one, or a
-            :class:`~occrecon.pipeline.RotationEnsemble`.
+        field: a network field, a rotation ensemble, or either with a winding prior
+            (:mod:`occrecon.field`).
         points: (n, 3) the cloud in the model's canonical frame, without added noise.
         threshold: the occupancy probability at which the surface will be extracted.
         options: see :class:`FitOptions`.
 
     Returns:
-        An encoding of the same kind, with member 0 fitted.
+        A field of the same kind, with member 0's encoding fitted (a prior stays as it was).
     """
-    from occrecon.pipeline import RotationEnsemble, WithWindingPrior, decoder_of, network_encoding
-
     if options.steps <= 0 or len(points) == 0:
-        return conditioning
-    # A winding prior's logits are part of the field the fit starts from and holds, but not fitted.
-    network = network_encoding(conditioning)
-    ensemble = network if isinstance(network, RotationEnsemble) else None
-    encoding = ensemble.conditioning if ensemble is not None else network
-    weight = float(ensemble.weights[0]) if ensemble is not None else 1.0
+        return field
+    model = field.model
+    part = network_part(field)
+    weight = part.first_member_weight
     device = model.device
     cloud = seeded_subset(np.asarray(points, dtype=np.float32).reshape(-1, 3), options.max_points, [options.seed, 0x5AB])
     samples = _prior_samples(cloud, options.prior_samples, model.padding, options.seed)
@@ -222,13 +215,13 @@ def fit_to_points(model: OccupancyModel, conditioning: Any, points: np.ndarray, 
     # input points weighted so that both terms are means over their own queries.
     query_weights = np.concatenate([prior_weights(samples, cloud, options.release) / len(samples), np.full(len(cloud), 1.0 / len(cloud))])
     query_weights = torch.from_numpy(query_weights).float().to(device)
-    member = _map(lambda t: t[:1].detach(), encoding)
+    member = _map(lambda t: t[:1].detach(), part.encoding)
 
     def decode_member(code: Any) -> torch.Tensor:
         return model.net.decode(queries[None], code)[0].float()
 
     with torch.no_grad():
-        combined = decoder_of(model, conditioning)(queries).float()
+        combined = field.decode(queries).float()
         targets = torch.cat([torch.sigmoid(combined[: len(samples)]), torch.full((len(cloud),), threshold, device=device)])
         # Member 0 decodes in the main canonical frame (identity map); the other members and the prior stay as they are.
         rest = combined - weight * decode_member(member)
@@ -247,7 +240,6 @@ def fit_to_points(model: OccupancyModel, conditioning: Any, points: np.ndarray, 
             optimizer.step()
     with torch.no_grad():
         fitted = shifted()
-    if ensemble is not None:
-        merged = _map(lambda first, members: torch.cat([first, members[1:]]), fitted, encoding)
-        fitted = RotationEnsemble(ensemble.matrices, ensemble.offsets, ensemble.weights, merged)
-    return WithWindingPrior(fitted, conditioning.prior) if isinstance(conditioning, WithWindingPrior) else fitted
+    if isinstance(part, RotationEnsemble):
+        fitted = _map(lambda first, members: torch.cat([first, members[1:]]), fitted, part.encoding)
+    return with_network_part(field, part.with_encoding(fitted))

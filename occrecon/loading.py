@@ -7,20 +7,33 @@ and to preprocess inputs the way it was trained.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
+from occrecon.config import GenerationDefaults, InputSpec, ModelConfig
+from occrecon.modelfolder import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, read_config, save_model_folder
+
+__all__ = [
+    "CARD_NAME",
+    "CONFIG_NAME",
+    "WEIGHTS_NAME",
+    "ModelOnDemand",
+    "OccupancyModel",
+    "load_model",
+    "locate_model",
+    "read_config",
+    "save_model_folder",
+]
 from occrecon.device import resolve_device
 from occrecon.errors import InvalidModelFolderError, UnknownModelError
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-CARD_NAME = "README.md"
-FORMAT_VERSION = 1
+
+
+GPU_QUERY_ROWS = 100_000
+"""Decoder rows per pass on a GPU, which wants large batches."""
 
 
 def decoder_rows(net: torch.nn.Module, device: torch.device) -> int:
@@ -33,7 +46,7 @@ def decoder_rows(net: torch.nn.Module, device: torch.device) -> int:
     rows, within 4,096-65,536. A GPU wants large batches: 100,000.
     """
     if device.type != "cpu":
-        return 100_000
+        return GPU_QUERY_ROWS
     decoder = getattr(net, "decoder", net)
     widths = [m.out_features for m in decoder.modules() if isinstance(m, torch.nn.Linear)]
     widths += [m.out_channels for m in decoder.modules() if isinstance(m, torch.nn.Conv1d)]
@@ -46,16 +59,18 @@ class OccupancyModel:
 
     Attributes:
         net: the ``torch.nn.Module`` with upstream's state-dict layout, in eval mode.
-        config: the parsed ``config.json``.
+        config: the model's :class:`~occrecon.config.ModelConfig` (a plain ``config.json``
+            dict is validated and typed on construction).
         name: registry name, Hub id or folder the model came from.
-        source: ``bundled``, ``hub`` or ``local``.
+        source: ``bundled``, ``hub``, ``upstream`` or ``local``.
         revision: Hub revision (commit) or ``None``.
         path: the model folder on disk.
         device: where ``net`` lives.
+        notes: what loading had to say (e.g. no GPU found), for the caller to show once.
     """
 
     net: torch.nn.Module
-    config: dict[str, Any]
+    config: ModelConfig
     name: str
     source: str
     revision: str | None
@@ -63,21 +78,30 @@ class OccupancyModel:
     device: torch.device
     notes: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.config, ModelConfig):
+            self.config = ModelConfig.from_dict(self.config, f"model {self.name}")
+
+    def __repr__(self) -> str:
+        parameters = sum(p.numel() for p in self.net.parameters())
+        architecture = f"{self.config.architecture.get('method')}/{self.config.architecture.get('encoder')}"
+        return f"OccupancyModel(name={self.name!r}, task={self.task!r}, architecture={architecture!r}, parameters={parameters:,}, device={str(self.device)!r})"
+
     @property
     def task(self) -> str:
-        return self.config["task"]
+        return self.config.task
 
     @property
-    def input_spec(self) -> dict[str, Any]:
-        return self.config.get("input", {})
+    def input_spec(self) -> InputSpec:
+        return self.config.input
 
     @property
-    def generation(self) -> dict[str, Any]:
-        return self.config.get("generation", {})
+    def generation(self) -> GenerationDefaults:
+        return self.config.generation
 
     @property
     def padding(self) -> float:
-        return float(self.generation.get("padding", self.config["architecture"].get("padding", 0.1)))
+        return self.config.padding
 
     @property
     def query_rows(self) -> int:
@@ -107,41 +131,69 @@ class OccupancyModel:
         return self
 
 
-def read_config(folder: Path) -> dict[str, Any]:
-    """Parse and sanity-check a folder's ``config.json``."""
-    path = Path(folder) / CONFIG_NAME
-    if not path.is_file():
-        raise InvalidModelFolderError(f"{folder}: no {CONFIG_NAME} (a model folder holds {CONFIG_NAME} and {WEIGHTS_NAME})")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidModelFolderError(f"{path}: not valid JSON ({exc})") from None
-    for key in ("task", "architecture"):
-        if key not in config:
-            raise InvalidModelFolderError(f"{path}: missing {key!r}")
-    return config
+class ModelOnDemand:
+    """A model loaded the first time it is needed, then kept (the scene model of a batch of object clouds)."""
+
+    def __init__(self, load: Callable[[], OccupancyModel]):
+        self._load = load
+        self._model: OccupancyModel | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def get(self) -> OccupancyModel:
+        if self._model is None:
+            self._model = self._load()
+        return self._model
 
 
-def build_from_config(config: dict[str, Any]) -> torch.nn.Module:
+MAX_PARAMETERS = 500_000_000
+"""Networks larger than this are refused before their weights are allocated (the largest published model has 13 M)."""
+
+def build_from_config(config: ModelConfig) -> torch.nn.Module:
+    """The network a config describes, its size checked on the meta device (no memory) before it is built for real."""
     from occrecon.nets import build_network
 
-    return build_network(config["architecture"])
+    try:
+        with torch.device("meta"):
+            skeleton = build_network(config.architecture)
+    except (KeyError, ValueError, TypeError, IndexError, AttributeError, NotImplementedError, RuntimeError) as exc:
+        raise InvalidModelFolderError(f"model {config.name or '(unnamed)'}: cannot build the architecture ({exc})") from None
+    parameters = sum(p.numel() for p in skeleton.parameters())
+    if parameters > MAX_PARAMETERS:
+        raise InvalidModelFolderError(
+            f"model {config.name or '(unnamed)'}: the architecture has {parameters:,} parameters, over the {MAX_PARAMETERS:,} occrecon builds"
+        )
+    return build_network(config.architecture)
+
+
+def _stored_shapes(weights_path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape from a safetensors header, without reading the tensors."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights_path), framework="pt") as handle:
+            return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    except Exception as exc:  # safetensors raises its own error types for corrupt headers
+        raise InvalidModelFolderError(f"{weights_path}: unreadable safetensors file ({exc})") from None
 
 
 def load_weights(net: torch.nn.Module, weights_path: Path) -> None:
-    """Load safetensors into ``net`` strictly, upcasting fp16 storage to the module's dtypes."""
+    """Load safetensors into ``net`` strictly, upcasting fp16 storage to the module's dtypes.
+
+    Names and shapes are compared from the file's header first, so a file that does not
+    fit is refused before any of its tensors is read.
+    """
     from safetensors.torch import load_file
 
     if not weights_path.is_file():
         raise InvalidModelFolderError(f"{weights_path.parent}: no {WEIGHTS_NAME}")
-    try:
-        stored = load_file(str(weights_path))
-    except Exception as exc:  # safetensors raises its own error types for corrupt headers
-        raise InvalidModelFolderError(f"{weights_path}: unreadable safetensors file ({exc})") from None
-    expected = net.state_dict()
+    expected = {key: tuple(value.shape) for key, value in net.state_dict().items()}
+    stored = _stored_shapes(weights_path)
     missing = sorted(set(expected) - set(stored))
     unexpected = sorted(set(stored) - set(expected))
-    wrong_shape = sorted(k for k in set(stored) & set(expected) if tuple(stored[k].shape) != tuple(expected[k].shape))
+    wrong_shape = sorted(k for k in set(stored) & set(expected) if stored[k] != expected[k])
     if missing or unexpected or wrong_shape:
         parts = []
         if missing:
@@ -150,56 +202,20 @@ def load_weights(net: torch.nn.Module, weights_path: Path) -> None:
             parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
         if wrong_shape:
             k = wrong_shape[0]
-            parts.append(f"{len(wrong_shape)} with wrong shapes (e.g. {k}: {tuple(stored[k].shape)} vs {tuple(expected[k].shape)})")
+            parts.append(f"{len(wrong_shape)} with wrong shapes (e.g. {k}: {stored[k]} vs {expected[k]})")
         raise InvalidModelFolderError(f"{weights_path}: weights do not fit the configured architecture: {'; '.join(parts)}")
-    net.load_state_dict({k: v.to(expected[k].dtype) for k, v in stored.items()}, strict=True)
-
-
-def save_model_folder(
-    net: torch.nn.Module,
-    config: dict[str, Any],
-    folder: str | Path,
-    *,
-    card: str | None = None,
-    half: bool = False,
-) -> Path:
-    """Write ``config.json``, ``model.safetensors`` (optionally fp16) and a model card.
-
-    Args:
-        net: network whose state dict is saved (integer buffers keep their dtype).
-        config: JSON-serialisable config with at least ``task`` and ``architecture``.
-        folder: destination, created when missing.
-        card: Markdown model card.
-        half: store floating-point tensors as float16 (loading upcasts them).
-    """
-    from safetensors.torch import save
-
-    from occrecon.io.atomic import write_bytes_atomic
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {}
-    for key, tensor in net.state_dict().items():
-        tensor = tensor.detach().cpu().contiguous()
-        if half and tensor.is_floating_point():
-            tensor = tensor.half()
-        state[key] = tensor
-    config = {"format": "occrecon", "format_version": FORMAT_VERSION, **config}
-    # Atomic, so that a run folder being loaded while training saves a new best is never torn.
-    write_bytes_atomic(folder / WEIGHTS_NAME, save(state, metadata={"format": "pt", "occrecon_task": str(config["task"])}))
-    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=False, ensure_ascii=False) + "\n", encoding="utf-8")
-    if card is not None:
-        (folder / CARD_NAME).write_text(card, encoding="utf-8")
-    return folder
+    try:
+        tensors = load_file(str(weights_path))
+    except Exception as exc:
+        raise InvalidModelFolderError(f"{weights_path}: unreadable safetensors file ({exc})") from None
+    state = net.state_dict()
+    net.load_state_dict({k: v.to(state[k].dtype) for k, v in tensors.items()}, strict=True)
 
 
 def load_folder(folder: Path, *, device: torch.device, name: str, source: str, revision: str | None = None) -> OccupancyModel:
-    """Build the network a folder describes and load its weights."""
+    """Build the network a folder describes and load its weights (config and weight names/shapes are checked first)."""
     config = read_config(folder)
-    try:
-        net = build_from_config(config)
-    except (KeyError, ValueError, TypeError) as exc:
-        raise InvalidModelFolderError(f"{folder / CONFIG_NAME}: cannot build the architecture ({exc})") from None
+    net = build_from_config(config)
     load_weights(net, Path(folder) / WEIGHTS_NAME)
     net.eval().to(device)
     return OccupancyModel(net=net, config=config, name=name, source=source, revision=revision, path=Path(folder), device=device)
@@ -221,7 +237,8 @@ def locate_model(
     """Find (downloading if needed) the folder of a model.
 
     Resolution order: an existing folder; a registered short name (bundled
-    weights, else its Hub repo); an ``org/name[@revision]`` Hub id.
+    weights, else its Hub repo, else its original checkpoint converted into the
+    cache, see ``occrecon.upstream``); an ``org/name[@revision]`` Hub id.
 
     Returns:
         (folder, display name, source, revision)
@@ -229,16 +246,23 @@ def locate_model(
     from occrecon import hub, registry
 
     text = str(name_or_dir)
+    if not text.strip():
+        raise UnknownModelError("an empty model name; give a registered name (see `occrecon models`), an org/name Hub id or a model folder")
+    if len(text) > 1024:
+        raise UnknownModelError(f"a model name of {len(text):,} characters ({text[:40]!r}...): not a folder, a registered name or a Hub id")
     path = Path(text).expanduser()
     if path.is_dir():
+        if not (path / CONFIG_NAME).is_file():
+            raise InvalidModelFolderError(f"{text}: a folder without {CONFIG_NAME}, so not a model folder ({CONFIG_NAME} + {WEIGHTS_NAME})")
         return path, text, "local", None
     entry = registry.get_entry(text)
     if entry is not None:
         if entry.source == "bundled":
             return registry.bundled_weights_dir() / entry.name, entry.name, "bundled", None
-        rev = revision or entry.revision
-        folder = hub.download_model(entry.repo_id, revision=rev, local_files_only=local_files_only, progress=progress, name=entry.name)
-        return folder, entry.name, "hub", _snapshot_revision(folder) or rev
+        from occrecon.upstream import locate_registered  # the Hub repo, else the original checkpoint, converted
+
+        folder, source, rev = locate_registered(entry, revision=revision, local_files_only=local_files_only, progress=progress)
+        return folder, entry.name, source, rev
     if _looks_like_hub_id(text):
         repo_id, rev_in_name = hub.split_revision(text)
         rev = revision or rev_in_name

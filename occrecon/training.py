@@ -24,12 +24,11 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
+from occrecon.config import GenerationDefaults
 from occrecon.errors import OccreconError
 
 CHECKPOINT_NAME = "checkpoint.pt"
 STATE_NAME = "training_state.json"
-
-_GENERATION = {"threshold": 0.2, "resolution": 32, "upsampling_steps": 2, "padding": 0.1, "refinement_steps": 0, "simplify_faces": None}
 
 # Sizes chosen for 2 CPU cores and a 40 MB weights budget: the point and voxel
 # models keep upstream's ConvONet 3-plane layout (so the converted upstream
@@ -179,9 +178,8 @@ def model_config(task: str) -> dict[str, Any]:
         "description": f"{base['name']} architecture trained by occrecon on procedural {'rooms' if task == 'scene' else 'shapes'}",
         "architecture": architecture,
         "input": copy.deepcopy(template["input"]),
-        "generation": dict(_GENERATION),
+        "generation": GenerationDefaults(**template.get("generation", {})).to_dict(),
     }
-    config["generation"].update(template.get("generation", {}))
     if "scene" in template:
         config["scene"] = copy.deepcopy(template["scene"])
     return config
@@ -431,8 +429,19 @@ def validation_iou(net: torch.nn.Module, dataset, device: torch.device, *, thres
 
 def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk or an interruption leaves the last whole checkpoint, and no partial one
+        raise
+
+
+def _write_state(out: Path, config: "TrainConfig", history: list[dict[str, Any]]) -> None:
+    """Write ``training_state.json`` atomically: a full disk or a kill leaves the previous state (or none), never half a file."""
+    from occrecon.io.atomic import write_bytes_atomic
+
+    write_bytes_atomic(out / STATE_NAME, json.dumps({"config": asdict(config), "history": history}, indent=1).encode("utf-8"))
 
 
 def _load_checkpoint(path: Path) -> dict[str, Any]:
@@ -448,7 +457,7 @@ def _initial_network(config: TrainConfig, model_cfg: dict[str, Any], device: tor
         base = load_model(config.from_model, device="cpu")
         if base.task != config.task:
             raise OccreconError(f"--from {config.from_model} is a {base.task} model, not {config.task}")
-        cfg = copy.deepcopy(base.config)
+        cfg = copy.deepcopy(base.config.to_dict())
         cfg.update({"name": model_cfg["name"], "description": f"{base.name} fine-tuned by occrecon"})
         cfg.pop("source", None)
         cfg.pop("upstream", None)
@@ -484,18 +493,11 @@ def train(
 
     out = Path(config.out)
     checkpoint_path = out / CHECKPOINT_NAME
-    if resume:
-        if not checkpoint_path.is_file():
-            raise OccreconError(f"{out}: nothing to resume (no {CHECKPOINT_NAME}); drop --resume to start")
-        saved = json.loads((out / STATE_NAME).read_text(encoding="utf-8"))["config"]
-        saved.update({"steps": config.steps, "workers": config.workers, "device": config.device})
-        if config.max_time_s is not None:  # a new budget replaces the saved one; none keeps it
-            saved["max_time_s"] = config.max_time_s
-        saved.setdefault("augment", False)  # runs from before augmentation existed trained without it
-        saved.setdefault("any_up", False)
-        config = TrainConfig(**saved)
-    elif checkpoint_path.exists():
-        raise OccreconError(f"{out}: holds a training run already; pass --resume to continue it or choose another --out")
+    config = _run_config(config, resume)
+    if config.from_model:
+        from occrecon.loading import locate_model
+
+        locate_model(config.from_model, progress=False)  # an unknown or unreachable base fails now, not after the data
     out.mkdir(parents=True, exist_ok=True)
 
     device, _ = resolve_device(config.device)
@@ -515,23 +517,16 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         start_step, best_iou, elapsed = int(state["step"]), float(state["best_iou"]), float(state["elapsed"])
         history = json.loads((out / STATE_NAME).read_text(encoding="utf-8")).get("history", [])
-    (out / STATE_NAME).write_text(json.dumps({"config": asdict(config), "history": history}, indent=1), encoding="utf-8")
+    _write_state(out, config, history)
 
-    loader = torch.utils.data.DataLoader(
-        _SeededItems(train_set),
-        batch_sampler=_BatchPlan(len(train_set), config.batch_size, config.seed, start_step, config.steps),
-        num_workers=config.workers,
-        collate_fn=_collate,
-        persistent_workers=False,
-        prefetch_factor=4 if config.workers else None,
-    )
+    loader = _loader(config, train_set, start_step)
 
     def save(step: int) -> None:
         _save_checkpoint(
             checkpoint_path,
             {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "best_iou": best_iou, "elapsed": elapsed},
         )
-        (out / STATE_NAME).write_text(json.dumps({"config": asdict(config), "history": history}, indent=1), encoding="utf-8")
+        _write_state(out, config, history)
 
     net.train()
     tick = time.perf_counter()
@@ -571,6 +566,37 @@ def train(
         save_model_folder(net, _final_config(model_cfg, config, step, elapsed, None, manifest, device), out, half=config.half)
     calibrate_threshold(out, device=config.device)
     return out
+
+
+def _loader(config: TrainConfig, train_set: Any, start_step: int) -> torch.utils.data.DataLoader:
+    """Batches from ``start_step`` on, in the order an uninterrupted run would have drawn them."""
+    return torch.utils.data.DataLoader(
+        _SeededItems(train_set),
+        batch_sampler=_BatchPlan(len(train_set), config.batch_size, config.seed, start_step, config.steps),
+        num_workers=config.workers,
+        collate_fn=_collate,
+        persistent_workers=False,
+        prefetch_factor=4 if config.workers else None,
+    )
+
+
+def _run_config(config: TrainConfig, resume: bool) -> TrainConfig:
+    """The settings a run goes on with: a resumed run's saved ones (with this call's steps, workers, device and budget), else ``config``."""
+    out = Path(config.out)
+    checkpoint_path = out / CHECKPOINT_NAME
+    if not resume:
+        if checkpoint_path.exists():
+            raise OccreconError(f"{out}: holds a training run already; pass --resume to continue it or choose another --out")
+        return config
+    if not checkpoint_path.is_file():
+        raise OccreconError(f"{out}: nothing to resume (no {CHECKPOINT_NAME}); drop --resume to start")
+    saved = json.loads((out / STATE_NAME).read_text(encoding="utf-8"))["config"]
+    saved.update({"steps": config.steps, "workers": config.workers, "device": config.device})
+    if config.max_time_s is not None:  # a new budget replaces the saved one; none keeps it
+        saved["max_time_s"] = config.max_time_s
+    saved.setdefault("augment", False)  # runs from before augmentation existed trained without it
+    saved.setdefault("any_up", False)
+    return TrainConfig(**saved)
 
 
 def _split(config: TrainConfig, n_total: int) -> tuple[np.ndarray, np.ndarray]:
@@ -640,18 +666,19 @@ def calibrate_threshold(run: str | Path, *, device: str = "auto", n_query: int =
     manifest = json.loads((Path(config.cache) / "manifest.json").read_text(encoding="utf-8"))
     n_total = int(manifest.get("n_rooms", manifest.get("n_shapes")))
     _, val_indices = _split(config, n_total)
-    dataset = _dataset(config, val_indices, model_cfg, n_query=n_query, near_fraction=0.0)
-    crop_resolution = _crop_resolution(config.task, model_cfg)
+    dataset = _dataset(config, val_indices, model_cfg.to_dict(), n_query=n_query, near_fraction=0.0)
+    crop_resolution = _crop_resolution(config.task, model_cfg.to_dict())
     sweep = threshold_sweep(model.net.float(), dataset, model.device, task=config.task, crop_resolution=crop_resolution)
     best = max(sweep, key=lambda t: (sweep[t], -abs(t - 0.5)))
-    model_cfg.setdefault("generation", {})["threshold"] = best
-    model_cfg.setdefault("training", {})["threshold_sweep"] = {
+    record = dict(model_cfg.training or {})
+    record["threshold_sweep"] = {
         "items": len(dataset),
         "uniform_samples_per_item": n_query,
         "iou": {f"{t:g}": round(v, 4) for t, v in sweep.items()},
     }
+    model_cfg = model_cfg.with_generation(threshold=best).replace(training=record)
     tmp = folder / f".{CONFIG_NAME}.tmp"
-    tmp.write_text(json.dumps(model_cfg, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps(model_cfg.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, folder / CONFIG_NAME)
     _write_card(folder)
     return best, sweep
@@ -695,7 +722,7 @@ def _hardware(device: torch.device) -> str:
 def _write_card(folder: Path) -> None:
     from occrecon.loading import CARD_NAME, read_config
 
-    config = read_config(folder)
+    config = read_config(folder).to_dict()
     folder.joinpath(CARD_NAME).write_text(model_card(config), encoding="utf-8")
 
 

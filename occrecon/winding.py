@@ -31,14 +31,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-if TYPE_CHECKING:
-    from occrecon.loading import OccupancyModel
+from occrecon.field import Field
+from occrecon.fitting import seeded_subset
 
 __all__ = ["PriorOptions", "WindingPrior", "point_areas", "signed_normals", "winding_prior"]
 
@@ -144,19 +142,17 @@ class WindingPrior:
         return fade * torch.log(clipped / (1.0 - clipped))
 
 
-def winding_prior(model: OccupancyModel, conditioning: Any, points: np.ndarray, options: PriorOptions = PriorOptions()) -> WindingPrior:
+def winding_prior(field: Field, points: np.ndarray, options: PriorOptions = PriorOptions()) -> WindingPrior:
     """The prior of ``points`` (n, 3, canonical frame, no added noise) for an encoded input.
 
-    ``conditioning`` (a plain encoding or a rotation ensemble) gives the network's
-    outward direction at the points, which signs the normals (see the module docstring).
+    ``field`` (a network field or a rotation ensemble) gives the network's outward
+    direction at the points, which signs the normals (see the module docstring).
     """
-    from occrecon.fitting import seeded_subset
-    from occrecon.pipeline import decoder_of
-
+    model = field.model
     cloud = seeded_subset(np.asarray(points, dtype=np.float64).reshape(-1, 3), options.max_points, [options.seed, 0x3D])
     queries = torch.as_tensor(cloud, dtype=torch.float32, device=model.device).requires_grad_(True)
     with torch.enable_grad():
-        gradient = torch.autograd.grad(decoder_of(model, conditioning)(queries).float().sum(), queries)[0]
+        gradient = torch.autograd.grad(field.decode(queries).float().sum(), queries)[0]
     normals = signed_normals(cloud, -gradient.detach().cpu().numpy(), options.normal_neighbours)
     weighted = normals * point_areas(cloud, options.area_neighbours)[:, None]
     as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32, device=model.device)  # noqa: E731

@@ -131,7 +131,7 @@ def test_no_surface_with_save_input_keeps_what_the_network_saw(kind, points_mode
     if kind == "points":
         from occrecon import load_model
 
-        n_points = load_model(points_model).input_spec["n_points"]
+        n_points = load_model(points_model).input_spec.n_points
         assert len(trimesh.load(out / seen_name).vertices) == n_points  # the subsampled cloud the network encoded
     else:
         assert Image.open(out / seen_name).size == (224, 224)

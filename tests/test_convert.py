@@ -89,7 +89,7 @@ def test_converted_checkpoint_gives_identical_logits(name, tmp_path, capsys):
     assert exit_info.value.code == 0, capsys.readouterr().err
 
     model = load_model(tmp_path / "model", "cpu")
-    assert model.config["name"] == name and model.config["source"]["iteration"] == 34_000
+    assert model.config.name == name and model.config.source["iteration"] == 34_000
     for key, tensor in net.state_dict().items():
         assert torch.equal(model.net.state_dict()[key], tensor), key
 
@@ -97,7 +97,7 @@ def test_converted_checkpoint_gives_identical_logits(name, tmp_path, capsys):
     if name in HEAVY:
         reference = build_network(with_resolution(net.arch, HEAVY[name])).eval()
         reference.load_state_dict(net.state_dict())
-        loaded = build_network(with_resolution(model.config["architecture"], HEAVY[name])).eval()
+        loaded = build_network(with_resolution(model.config.architecture, HEAVY[name])).eval()
         loaded.load_state_dict(model.net.state_dict())
         inputs, queries = example_inputs(name, net, generator)
         with torch.inference_mode():
@@ -124,7 +124,7 @@ def test_auto_architecture_uses_layout_then_file_name(tmp_path):
 def test_legacy_cbn_checkpoint_converts_to_either_decoder(tmp_path):
     net = randomized_network("onet-img-legacy")
     pt = write_upstream_checkpoint(net, tmp_path / "onet_img2mesh-0c7780d1.pt")
-    assert load_model(convert_checkpoint(pt, tmp_path / "auto"), "cpu").config["name"] == "onet-img-legacy"
+    assert load_model(convert_checkpoint(pt, tmp_path / "auto"), "cpu").config.name == "onet-img-legacy"
     current = load_model(convert_checkpoint(pt, tmp_path / "current", arch="onet-img"), "cpu")
     image = torch.rand(1, 3, 224, 224)
     queries = torch.rand(1, 50, 3) - 0.5

@@ -13,7 +13,7 @@ import torch
 import occrecon
 from occrecon.fitting import FitOptions, fit_to_points, prior_weights
 from occrecon.loading import OccupancyModel
-from occrecon.pipeline import RotationEnsemble, decoder_of, encode_rotated
+from occrecon.field import NetworkField, RotationEnsemble, encode_rotated
 from occrecon.preprocess import prepare_input
 
 SPEC = {"kind": "points", "n_points": None, "noise": 0.0}
@@ -35,7 +35,7 @@ class _RadiusNet(torch.nn.Module):
 
 
 def radius_model(guess: float) -> OccupancyModel:
-    config = {"task": "points", "input": SPEC, "architecture": {"padding": 0.1}, "generation": {"threshold": 0.5}}
+    config = {"task": "points", "input": SPEC, "architecture": {"method": "onet", "padding": 0.1}, "generation": {"threshold": 0.5}}
     return OccupancyModel(_RadiusNet(guess), config, "radius", "local", None, None, torch.device("cpu"))
 
 
@@ -54,33 +54,33 @@ def test_prior_weights_release_the_field_near_the_cloud_only():
 def test_the_fitted_surface_moves_onto_the_points_and_the_network_is_untouched():
     model = radius_model(guess=0.29)
     cloud = sphere(0.30)
-    initial = model.net.encode(torch.zeros(1, 1, 3))
-    fitted = fit_to_points(model, initial, cloud, threshold=0.5, options=FitOptions(steps=80, learning_rate=0.002))
+    initial = NetworkField(model, model.net.encode(torch.zeros(1, 1, 3)))
+    fitted = fit_to_points(initial, cloud, threshold=0.5, options=FitOptions(steps=80, learning_rate=0.002))
     # A 0.01 miss (one release length) is what the fit corrects: most of it goes.
-    assert abs(float(fitted) - 0.30) < 0.3 * abs(float(initial) - 0.30)
+    assert abs(float(fitted.encoding) - 0.30) < 0.3 * abs(float(initial.encoding) - 0.30)
     assert model.net.sharpness.requires_grad and model.net.sharpness.grad is None
-    assert float(initial) == pytest.approx(0.29)  # the input encoding is not modified in place
+    assert float(initial.encoding) == pytest.approx(0.29)  # the input encoding is not modified in place
     # Steps 0 hands the encoding back as it was.
-    assert fit_to_points(model, initial, cloud, threshold=0.5, options=FitOptions(steps=0)) is initial
+    assert fit_to_points(initial, cloud, threshold=0.5, options=FitOptions(steps=0)) is initial
 
 
 def test_a_large_cloud_is_fitted_through_a_subset_of_the_same_fit():
     model = radius_model(guess=0.29)
-    initial = model.net.encode(torch.zeros(1, 1, 3))
+    initial = NetworkField(model, model.net.encode(torch.zeros(1, 1, 3)))
     options = FitOptions(steps=80, learning_rate=0.002, max_points=500)
-    subset = fit_to_points(model, initial, sphere(0.30, 40_000), threshold=0.5, options=options)
-    full = fit_to_points(model, initial, sphere(0.30, 500, seed=1), threshold=0.5, options=options)
-    assert float(subset) == pytest.approx(float(full), abs=1e-3) and abs(float(subset) - 0.30) < 0.003
+    subset = fit_to_points(initial, sphere(0.30, 40_000), threshold=0.5, options=options)
+    full = fit_to_points(initial, sphere(0.30, 500, seed=1), threshold=0.5, options=options)
+    assert float(subset.encoding) == pytest.approx(float(full.encoding), abs=1e-3) and abs(float(subset.encoding) - 0.30) < 0.003
 
 
 def test_the_surface_goes_to_the_extraction_threshold():
     model = radius_model(guess=0.30)
     cloud = sphere(0.30)
-    initial = model.net.encode(torch.zeros(1, 1, 3))
+    initial = NetworkField(model, model.net.encode(torch.zeros(1, 1, 3)))
     # At threshold 0.8 the surface sits where sigmoid(logit) = 0.8: the radius must grow by logit(0.8)/sharpness.
-    fitted = fit_to_points(model, initial, cloud, threshold=0.8, options=FitOptions(steps=150, learning_rate=0.002))
+    fitted = fit_to_points(initial, cloud, threshold=0.8, options=FitOptions(steps=150, learning_rate=0.002))
     shift = np.log(0.8 / 0.2) / 40.0
-    assert float(fitted) - 0.30 == pytest.approx(shift, rel=0.35)
+    assert float(fitted.encoding) - 0.30 == pytest.approx(shift, rel=0.35)
 
 
 def test_only_the_unrotated_member_of_an_ensemble_is_fitted(points_model: Path):
@@ -88,24 +88,24 @@ def test_only_the_unrotated_member_of_an_ensemble_is_fitted(points_model: Path):
     cloud = sphere(0.4) + [0.2, -0.1, 0.3]
     main_input = prepare_input("points", cloud, SPEC, seed=0)
     ensemble = encode_rotated(model, cloud, main_input, SPEC, rotations=3, seed=0)
-    fitted = fit_to_points(model, ensemble, main_input.tensor.numpy(), threshold=0.5, options=FitOptions(steps=10))
+    fitted = fit_to_points(ensemble, main_input.tensor.numpy(), threshold=0.5, options=FitOptions(steps=10))
     assert isinstance(fitted, RotationEnsemble) and fitted.size == 3
-    for key, planes in ensemble.conditioning.items():
-        assert not torch.equal(fitted.conditioning[key][0], planes[0])
-        torch.testing.assert_close(fitted.conditioning[key][1:], planes[1:], rtol=0, atol=0)
+    for key, planes in ensemble.encoding.items():
+        assert not torch.equal(fitted.encoding[key][0], planes[0])
+        torch.testing.assert_close(fitted.encoding[key][1:], planes[1:], rtol=0, atol=0)
     # The fit moves the combined field at the points towards the threshold.
     points = main_input.tensor
-    before = decoder_of(model, ensemble)(points).abs().mean()
-    after = decoder_of(model, fitted)(points).abs().mean()
+    before = ensemble.decode(points).abs().mean()
+    after = fitted.decode(points).abs().mean()
     assert after < before
 
 
 def test_the_bundled_model_keeps_its_field_away_from_the_cloud():
     model = occrecon.load_model("convonet-points-synthetic", "cpu")
     cloud = prepare_input("points", sphere(0.45, 3000) * [1.0, 0.6, 0.8], SPEC, seed=0).tensor
-    initial = model.net.encode(cloud[None])
-    fitted = fit_to_points(model, initial, cloud.numpy(), threshold=0.5, options=FitOptions())
-    probability = lambda code, p: torch.sigmoid(decoder_of(model, code)(p))  # noqa: E731
+    initial = NetworkField(model, model.net.encode(cloud[None]))
+    fitted = fit_to_points(initial, cloud.numpy(), threshold=0.5, options=FitOptions())
+    probability = lambda code, p: torch.sigmoid(code.decode(p))  # noqa: E731
     with torch.no_grad():
         far = torch.rand(6000, 3) * 1.1 - 0.55
         far = far[torch.cdist(far, cloud).min(dim=1).values > 0.05]
@@ -157,10 +157,10 @@ def test_fixed_bilinear_weights_replace_grid_sample_in_the_fit(monkeypatch):
 
     model = occrecon.load_model("convonet-points-synthetic", "cpu")
     cloud = prepare_input("points", sphere(0.45, 3000) * [1.0, 0.6, 0.8], SPEC, seed=0).tensor
-    initial = model.net.encode(cloud[None])
+    initial = NetworkField(model, model.net.encode(cloud[None]))
     # Queries everywhere, the border of the planes included.
     queries = torch.cat([torch.rand(4000, 3) * 1.2 - 0.6, torch.tensor([[0.55, 0.55, 0.55], [-0.55, -0.55, -0.55], [0.55, -0.55, 0.0]])])
-    member = {key: value[:1] for key, value in initial.items()}
+    member = {key: value[:1] for key, value in initial.encoding.items()}
     deltas = {key: torch.randn_like(value) for key, value in member.items()}
     fast = fitting._plane_decoder(model, member, queries)
     with torch.no_grad():
@@ -169,9 +169,9 @@ def test_fixed_bilinear_weights_replace_grid_sample_in_the_fit(monkeypatch):
     # Networks the weights do not apply to keep grid_sample.
     assert fitting._plane_decoder(radius_model(0.3), torch.zeros(1, 1), queries) is None
     # The whole fit agrees with the grid_sample one.
-    fitted = fit_to_points(model, initial, cloud.numpy(), threshold=0.5, options=FitOptions())
+    fitted = fit_to_points(initial, cloud.numpy(), threshold=0.5, options=FitOptions())
     monkeypatch.setattr(fitting, "_plane_decoder", lambda *args: None)
-    reference = fit_to_points(model, initial, cloud.numpy(), threshold=0.5, options=FitOptions())
+    reference = fit_to_points(initial, cloud.numpy(), threshold=0.5, options=FitOptions())
     with torch.no_grad():
-        gap = (torch.sigmoid(decoder_of(model, fitted)(queries)) - torch.sigmoid(decoder_of(model, reference)(queries))).abs()
+        gap = (torch.sigmoid(fitted.decode(queries)) - torch.sigmoid(reference.decode(queries))).abs()
     assert float(gap.max()) < 0.01

@@ -71,9 +71,9 @@ def test_heldout_write_threshold_makes_the_best_reconstruction_threshold_the_def
     folder = tmp_path / "model"
     folder.mkdir()
     (folder / "config.json").write_text((ROOT / "weights" / "convonet-points-synthetic" / "config.json").read_text(encoding="utf-8"))
-    network_best = max(read_config(folder)["training"]["threshold_sweep"]["iou"].items(), key=lambda item: item[1])[0]
+    network_best = max(read_config(folder).training["threshold_sweep"]["iou"].items(), key=lambda item: item[1])[0]
     best = write_threshold(folder, {0.55: 0.9041, 0.45: 0.9065, 0.5: 0.9056}, "8-rotation ensemble", "2240-2303 (generator seed 0)")
-    config = read_config(folder)
+    config = read_config(folder).to_dict()
     assert best == 0.45 and config["generation"]["threshold"] == 0.45
     assert config["training"]["reconstruction_threshold_sweep"]["iou"] == {"0.45": 0.9065, "0.5": 0.9056, "0.55": 0.9041}
     card = model_card(config)

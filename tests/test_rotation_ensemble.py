@@ -9,7 +9,7 @@ import torch
 
 import occrecon
 from occrecon.loading import OccupancyModel
-from occrecon.pipeline import RotationEnsemble, decoder_of, encode_rotated, random_rotations
+from occrecon.field import NetworkField, RotationEnsemble, encode_rotated, random_rotations
 from occrecon.preprocess import prepare_input
 
 SPEC = {"kind": "points", "n_points": None, "noise": 0.0}
@@ -29,7 +29,7 @@ class _EchoNet(torch.nn.Module):
 
 
 def echo_model() -> OccupancyModel:
-    config = {"task": "points", "input": SPEC, "generation": {}}
+    config = {"task": "points", "input": SPEC, "architecture": {"method": "convonet"}, "generation": {}}
     return OccupancyModel(_EchoNet(), config, "echo", "local", None, None, torch.device("cpu"))
 
 
@@ -53,18 +53,18 @@ def test_members_see_the_same_cloud_through_their_frame_maps():
     model = echo_model()
     main_input = prepare_input("points", cloud, SPEC, seed=0)
     ensemble = encode_rotated(model, cloud, main_input, SPEC, rotations=5, seed=0)
-    assert isinstance(ensemble, RotationEnsemble) and ensemble.size == 5 and ensemble.conditioning.shape[0] == 5
+    assert isinstance(ensemble, RotationEnsemble) and ensemble.size == 5 and ensemble.encoding.shape[0] == 5
     # The unrotated pose, the one the model was trained in, keeps half the weight.
     torch.testing.assert_close(ensemble.weights, torch.tensor([0.5, 0.125, 0.125, 0.125, 0.125]))
     canonical = main_input.tensor
-    for matrix, offset, member in zip(ensemble.matrices, ensemble.offsets, ensemble.conditioning):
+    for matrix, offset, member in zip(ensemble.matrices, ensemble.offsets, ensemble.encoding):
         # Member k encoded the turned, re-normalised cloud: the map must land every point on it.
         torch.testing.assert_close(canonical @ matrix.T + offset, member, atol=1e-5, rtol=0)
         assert member.abs().max() <= 0.5 + 1e-5  # and each member's cloud fills its own unit box
     # Every member decodes the same ball, so the average is the plain field.
     queries = torch.rand(1000, 3) - 0.5
-    plain = decoder_of(model, model.net.encode(canonical[None]))(queries)
-    torch.testing.assert_close(decoder_of(model, ensemble)(queries), plain, atol=1e-4, rtol=1e-4)
+    plain = NetworkField(model, model.net.encode(canonical[None])).decode(queries)
+    torch.testing.assert_close(ensemble.decode(queries), plain, atol=1e-4, rtol=1e-4)
 
 
 def test_ensemble_reconstruction_in_the_clouds_frame(points_model: Path):

@@ -62,7 +62,7 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path):
 def test_run_folder_is_a_model_folder_with_a_card(tmp_path):
     folder = train(config(tmp_path, "run", 2))
     model = load_model(folder, "cpu")
-    cfg = model.config
+    cfg = model.config.to_dict()
     assert cfg["name"] == "convonet-points-synthetic" and cfg["task"] == "points"
     assert cfg["training"]["steps"] == 2 and cfg["training"]["batch_size"] == 2
     assert 0.0 <= cfg["training"]["validation_iou"] <= 1.0
@@ -83,7 +83,7 @@ def test_model_folder_weights_are_atomic_with_ordinary_permissions(tmp_path):
     net = torch.nn.Linear(2, 3)
     old = os.umask(0o022)
     try:
-        folder = save_model_folder(net, {"task": "points", "architecture": {}}, tmp_path / "model")
+        folder = save_model_folder(net, {"task": "points", "architecture": {"method": "onet"}}, tmp_path / "model")
     finally:
         os.umask(old)
     # safetensors alone writes 0600 in place; a shared cluster folder needs the usual 0644.
@@ -121,7 +121,7 @@ def test_time_budget_ends_the_run_and_the_schedule(tmp_path):
     # A budget spent by the first step: the run validates, saves and finalises at step 1.
     run = config(tmp_path, "budget", 1000, max_time_s=1e-9, shard_size=2)
     folder = train(run)
-    assert load_model(folder, "cpu").config["training"]["steps"] == 1
+    assert load_model(folder, "cpu").config.training["steps"] == 1
     history = json.loads((folder / "training_state.json").read_text(encoding="utf-8"))["history"]
     assert [h["step"] for h in history] == [1]
     assert sorted(p.name for p in (tmp_path / "data").glob("shard_*.npz")) == [f"shard_0000{k}.npz" for k in range(4)]
@@ -164,7 +164,7 @@ def test_voxels_and_image_tasks_train(tmp_path):
 def test_fine_tuning_starts_from_the_given_model(tmp_path):
     base = train(config(tmp_path, "base", 2))
     tuned = train(config(tmp_path, "tuned", 1, from_model=str(base)))
-    cfg = load_model(tuned, "cpu").config
+    cfg = load_model(tuned, "cpu").config.to_dict()
     assert cfg["base_model"] == str(base)
     # The card keeps what the base had learnt: its steps, data and time.
     assert cfg["training"]["steps"] == 1 and cfg["training"]["base"]["steps"] == 2
@@ -175,7 +175,7 @@ def test_fine_tuning_starts_from_the_given_model(tmp_path):
     card = (again / "README.md").read_text(encoding="utf-8")
     assert f"Fine-tuned from `{tuned}`: 1 step at batch size 2 on 8 shapes" in card
     assert f"; which was fine-tuned from `{base}`: 2 steps at batch size 2 on 8 shapes" in card
-    assert load_model(again, "cpu").config["training"]["base"]["base"]["steps"] == 2
+    assert load_model(again, "cpu").config.training["base"]["base"]["steps"] == 2
     with pytest.raises(OccreconError, match="is a points model, not voxels"):
         train(config(tmp_path, "wrong", 1, task="voxels", from_model=str(base)))
 
@@ -191,7 +191,7 @@ def test_train_command(tmp_path, capsys):
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert lines[-1] == {"model": str(tmp_path / "cli")}
     # --any-up reaches the data (48 symmetries), the config and the card's limits.
-    assert load_model(tmp_path / "cli", "cpu").config["training"]["augment_any_up"] is True
+    assert load_model(tmp_path / "cli", "cpu").config.training["augment_any_up"] is True
     card = (tmp_path / "cli" / "README.md").read_text(encoding="utf-8")
     assert "one of the 48 signed axis permutations" in card and "any axis up" in card and "canonical pose" not in card
 
@@ -245,7 +245,7 @@ def test_training_on_a_folder_of_meshes(tmp_path):
     trimesh.creation.box(extents=(1.0, 0.5, 0.3)).export(meshes / "brick.ply")
     trimesh.creation.cylinder(radius=0.3, height=1.0).export(meshes / "can.stl")
     folder = train(config(tmp_path, "mine", 1, data=str(meshes), cache=None, val_shapes=1))
-    assert load_model(folder, "cpu").config["training"]["data"] == "user meshes"
+    assert load_model(folder, "cpu").config.training["data"] == "user meshes"
 
     open_mesh = trimesh.creation.icosphere(subdivisions=2)
     open_mesh.update_faces(open_mesh.triangles_center[:, 2] < 0.2)  # a bowl: one big hole
@@ -264,8 +264,8 @@ def test_scene_model_trains_on_rooms_and_runs_the_sliding_window(tmp_path):
     run.room_prepare_kwargs = {"surface_density": 300.0, "uniform_density": 300.0, "near_density": 200.0}
     folder = train(run)
     model = load_model(folder, "cpu")
-    assert model.task == "scene" and model.config["architecture"]["encoder_kwargs"]["grid_resolution"] == 40
-    threshold = model.config["generation"]["threshold"]
+    assert model.task == "scene" and model.config.architecture["encoder_kwargs"]["grid_resolution"] == 40
+    threshold = model.config.generation.threshold
     rng = np.random.default_rng(0)
     floor = np.c_[rng.uniform(0, 1.5, 3000), rng.normal(0, 0.003, 3000), rng.uniform(0, 1.0, 3000)]
     # One step of training is no model yet: move the output bias so that the threshold

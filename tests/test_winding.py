@@ -12,7 +12,7 @@ import torch
 
 import occrecon
 from occrecon.fitting import FitOptions, fit_to_points
-from occrecon.pipeline import WithWindingPrior, decoder_of
+from occrecon.field import NetworkField, WithWindingPrior
 from occrecon.winding import PriorOptions, WindingPrior, point_areas, signed_normals, winding_prior
 from test_fitting import radius_model, sphere
 
@@ -102,26 +102,26 @@ def test_the_prior_fades_out_on_the_points_and_is_capped():
 def test_the_prior_takes_its_normals_from_the_network():
     # The radius model's field is a ball: its outward direction is radial, so the normals point out.
     model = radius_model(guess=0.3)
-    encoding = model.net.encode(torch.zeros(1, 1, 3))
-    prior = winding_prior(model, encoding, sphere(0.3, 2000))
+    encoding = NetworkField(model, model.net.encode(torch.zeros(1, 1, 3)))
+    prior = winding_prior(encoding, sphere(0.3, 2000))
     inside, outside = prior.winding_numbers(torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.45, 0.0]])).numpy()
     assert inside == pytest.approx(1.0, abs=0.05) and outside == pytest.approx(0.0, abs=0.05)
     # A large cloud gives a subset of max_points points.
-    assert len(winding_prior(model, encoding, sphere(0.3, 5000), PriorOptions(max_points=1000)).points) == 1000
+    assert len(winding_prior(encoding, sphere(0.3, 5000), PriorOptions(max_points=1000)).points) == 1000
 
 
 def test_the_prior_adds_to_the_field_and_survives_the_fit():
     # A network that guesses a ball too big: away from the points the prior pulls the field to the truth.
     model = radius_model(guess=0.4)
     cloud = sphere(0.3, 2000)
-    encoding = model.net.encode(torch.zeros(1, 1, 3))
-    wrapped = WithWindingPrior(encoding, winding_prior(model, encoding, cloud))
+    encoding = NetworkField(model, model.net.encode(torch.zeros(1, 1, 3)))
+    wrapped = WithWindingPrior(encoding, winding_prior(encoding, cloud))
     between = torch.tensor([[0.36, 0.0, 0.0]])  # outside the cloud's ball, inside the network's
     with torch.no_grad():
-        assert float(decoder_of(model, encoding)(between)) > 0 > float(decoder_of(model, wrapped)(between))
-    fitted = fit_to_points(model, wrapped, cloud, threshold=0.5, options=FitOptions(steps=5))
+        assert float(encoding.decode(between)) > 0 > float(wrapped.decode(between))
+    fitted = fit_to_points(wrapped, cloud, threshold=0.5, options=FitOptions(steps=5))
     assert isinstance(fitted, WithWindingPrior) and fitted.prior is wrapped.prior
-    assert not torch.equal(fitted.conditioning, encoding)
+    assert not torch.equal(fitted.base.encoding, encoding.encoding)
 
 
 def test_reconstruct_adds_the_prior_when_asked_or_when_the_model_says_so(points_model: Path, tmp_path):

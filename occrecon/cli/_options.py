@@ -22,3 +22,33 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object per
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that already exist (default: skip them).")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for subsampling, input noise and refinement.")]
+
+# ---------------------------------------------------------------------------------------
+# The reconstruction commands' options: one alias per flag, each field of
+# occrecon.options.ReconstructOptions or occrecon.batch.BatchOptions, or one of the
+# command line's own (tests/test_cli.py keeps the three sets in step).
+# ---------------------------------------------------------------------------------------
+InputsArg = Annotated[list[str], typer.Argument(help="Files, folders and glob patterns.", show_default=False)]
+ThresholdOpt = Annotated[Optional[float], typer.Option("--threshold", "-t", help="Occupancy probability of the surface. [default: the model's; 0.2 for upstream models]")]
+ResolutionOpt = Annotated[Optional[int], typer.Option("--resolution", min=2, help="Coarse MISE grid cells per axis. [default: the model's; 32 for upstream models]")]
+UpsamplingOpt = Annotated[Optional[int], typer.Option("--upsampling-steps", min=0, max=6, help="MISE subdivision levels (final grid = resolution·2^steps). [default: the model's; 2 for upstream models]")]
+RefineOpt = Annotated[Optional[int], typer.Option("--refine", min=0, help="Gradient refinement steps after marching cubes (upstream demo: 30). [default: the model's, 0]")]
+SimplifyOpt = Annotated[Optional[int], typer.Option("--simplify", min=4, help="Decimate to about this many faces.")]
+BatchSizeOpt = Annotated[
+    Optional[int],
+    typer.Option("--points-batch-size", min=1, help="Decoder rows (points × ensemble members) per forward pass. [default: 100000 on a GPU; on a CPU about 4 MiB of activations: 4096 for ONet, 32768 for ConvONet]"),
+]
+MaskOpt = Annotated[Optional[Path], typer.Option("--mask", help="Object mask image (white = object) for a photo without alpha.")]
+SaveInputOpt = Annotated[bool, typer.Option("--save-input", help="Also save what the network saw (<stem>.input.png/.ply).")]
+ShardOpt = Annotated[Optional[str], typer.Option("--shard", help="K/N: process every N-th input starting at K. [default: from SLURM_ARRAY_TASK_ID/COUNT]")]
+RecursiveOpt = Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders of folder inputs.")]
+SceneOpt = Annotated[Optional[bool], typer.Option("--scene/--no-scene", help="Treat clouds as scenes (sliding window) or objects. [default: scene when the cloud is over 4 m across and no --model is given]")]
+UnitsOpt = Annotated[Optional[str], typer.Option("--units", help="Scene units: m, cm, mm, ft or us-ft. [default: what a LAS/LAZ header states, else guessed, with a note]")]
+VoxelSizeOpt = Annotated[Optional[float], typer.Option("--voxel-size", min=0.001, help="Scene voxel edge in metres. [default: the model's]")]
+UpOpt = Annotated[Optional[str], typer.Option("--up", help="The cloud's up axis: y, z, x, -y, -z or -x; it is turned y-up for the network and back. [default: z for LAS/LAZ (elevation), else y]")]
+TrimOpt = Annotated[bool, typer.Option("--trim/--no-trim", help="Scenes: drop surface farther than 1.5 voxels from every point (wall backs, floor undersides the scan cannot see).")]
+InputNoiseOpt = Annotated[Optional[float], typer.Option("--input-noise", min=0.0, max=1.0, help="Gaussian noise (std, canonical units) added to an object cloud before encoding, as upstream does at test time; 0 for scans that are as noisy already. [default: model's, 0.005]")]
+RotationsOpt = Annotated[Optional[int], typer.Option("--rotations", min=1, max=64, help="Encode an object cloud under this many rotations (identity + random) and average: a few times slower, better where parts overlap in the model's plane projections; 1 for one pass. [default: the model's]")]
+FitStepsOpt = Annotated[Optional[int], typer.Option("--fit-steps", min=0, help="Fit the cloud's encoding to its points for this many steps, so the surface passes through them: about 2-3 s more per object on a CPU; 0 turns it off. [default: the model's]")]
+WindingOpt = Annotated[Optional[bool], typer.Option("--winding-prior/--no-winding-prior", help="Add the winding number of the cloud's own points (normals signed by the network) to the network's field away from them: decides inside and outside where the network confuses overlapping parts. [default: the model's]")]
+AnchorOpt = Annotated[Optional[bool], typer.Option("--anchor-points/--no-anchor-points", help="MISE: also subdivide every coarse cell near an input point, so parts thinner than a coarse cell are not lost between its corners. [default: the model's]")]

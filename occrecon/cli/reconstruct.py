@@ -1,40 +1,191 @@
-"""`occrecon image|points|voxels`: many inputs, one model, one mesh per input."""
+"""`occrecon image|points|voxels`: many inputs, one model, one mesh per input.
+
+Each command only declares its flags; they are gathered into the library's own
+settings objects (:class:`~occrecon.options.ReconstructOptions` for the
+reconstruction, :class:`~occrecon.batch.BatchOptions` for the outputs, and
+:class:`CommandLine` for what only a command line has) and handed to
+:func:`run_reconstruction`, which checks usage, plans the outputs, loads the model
+and shows the batch's progress.
+
+The library is imported inside the functions, not at the top: ``occrecon --help``
+builds these commands without paying for torch (2-3 s).
+"""
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import os
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Any, Iterator
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from occrecon.cli import _output as out
-from occrecon.io.crs import UNITS_PER_METRE
 from occrecon.cli._options import (
+    AnchorOpt,
+    BatchSizeOpt,
     DebugOpt,
     DeviceOpt,
+    FitStepsOpt,
     FormatOpt,
+    InputNoiseOpt,
+    InputsArg,
     JsonOpt,
+    MaskOpt,
     ModelOpt,
     OutputDirOpt,
     OutputOpt,
     OverwriteOpt,
     QuietOpt,
+    RecursiveOpt,
+    RefineOpt,
+    ResolutionOpt,
     RevisionOpt,
+    RotationsOpt,
+    SaveInputOpt,
+    SceneOpt,
     SeedOpt,
+    ShardOpt,
+    SimplifyOpt,
+    ThresholdOpt,
+    TrimOpt,
+    UnitsOpt,
+    UpOpt,
+    UpsamplingOpt,
+    VoxelSizeOpt,
+    WindingOpt,
 )
 
-def _suffixes(kind: str) -> set[str]:
-    from occrecon.io import readers
 
-    table = {"image": readers.IMAGE_SUFFIXES, "points": readers.POINT_SUFFIXES, "voxels": readers.VOXEL_SUFFIXES}
-    return set(table[kind])
+@dataclass(frozen=True)
+class CommandLine:
+    """What only the command line has: which model, where outputs go, which inputs, how to report."""
+
+    inputs: list[str]
+    model: str | None = None
+    revision: str | None = None
+    device: str = "auto"
+    output: str | None = None
+    output_dir: Path | None = None
+    shard: str | None = None
+    recursive: bool = False
+    quiet: bool = False
+    json_output: bool = False
 
 
+def split_parameters(parameters: dict[str, Any]) -> tuple[Any, Any, CommandLine]:
+    """A command's parameters as (:class:`ReconstructOptions`, :class:`BatchOptions`, :class:`CommandLine`); each belongs to exactly one."""
+    from occrecon.batch import BatchOptions
+    from occrecon.options import ReconstructOptions
+
+    groups = [ReconstructOptions, BatchOptions, CommandLine]
+    names = [{f.name for f in dataclasses.fields(group)} for group in groups]
+    stray = set(parameters) - set().union(*names)
+    if stray:  # a flag added to a command but to none of the settings objects: a bug, caught by the tests
+        raise TypeError(f"command parameters {sorted(stray)} belong to no settings object")
+    made = [group(**{k: v for k, v in parameters.items() if k in fields}) for group, fields in zip(groups, names)]
+    return made[0], made[1], made[2]
+
+
+def image_command(
+    inputs: InputsArg,
+    model: ModelOpt = None,
+    output: OutputOpt = None,
+    output_dir: OutputDirOpt = None,
+    file_format: FormatOpt = None,
+    device: DeviceOpt = "auto",
+    revision: RevisionOpt = None,
+    threshold: ThresholdOpt = None,
+    resolution: ResolutionOpt = None,
+    upsampling_steps: UpsamplingOpt = None,
+    refine: RefineOpt = None,
+    simplify: SimplifyOpt = None,
+    points_batch_size: BatchSizeOpt = None,
+    mask: MaskOpt = None,
+    save_input: SaveInputOpt = False,
+    overwrite: OverwriteOpt = False,
+    shard: ShardOpt = None,
+    recursive: RecursiveOpt = False,
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+    json_output: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Reconstruct meshes from photos or renders (PNG, JPEG, WebP, BMP, TIFF)."""
+    raise typer.Exit(run_reconstruction("image", *split_parameters(dict(locals()))))
+
+
+def points_command(
+    inputs: InputsArg,
+    model: ModelOpt = None,
+    output: OutputOpt = None,
+    output_dir: OutputDirOpt = None,
+    file_format: FormatOpt = None,
+    device: DeviceOpt = "auto",
+    revision: RevisionOpt = None,
+    threshold: ThresholdOpt = None,
+    resolution: ResolutionOpt = None,
+    upsampling_steps: UpsamplingOpt = None,
+    refine: RefineOpt = None,
+    simplify: SimplifyOpt = None,
+    points_batch_size: BatchSizeOpt = None,
+    save_input: SaveInputOpt = False,
+    overwrite: OverwriteOpt = False,
+    shard: ShardOpt = None,
+    recursive: RecursiveOpt = False,
+    scene: SceneOpt = None,
+    units: UnitsOpt = None,
+    voxel_size: VoxelSizeOpt = None,
+    up: UpOpt = None,
+    trim: TrimOpt = True,
+    input_noise: InputNoiseOpt = None,
+    rotations: RotationsOpt = None,
+    fit_steps: FitStepsOpt = None,
+    winding: WindingOpt = None,
+    anchor_points: AnchorOpt = None,
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+    json_output: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Reconstruct meshes from point clouds (PLY, PCD, XYZ/PTS/TXT, NPY, NPZ, OBJ/OFF/STL vertices, LAS/LAZ); whole rooms with --scene."""
+    raise typer.Exit(run_reconstruction("points", *split_parameters(dict(locals()))))
+
+
+def voxels_command(
+    inputs: InputsArg,
+    model: ModelOpt = None,
+    output: OutputOpt = None,
+    output_dir: OutputDirOpt = None,
+    file_format: FormatOpt = None,
+    device: DeviceOpt = "auto",
+    revision: RevisionOpt = None,
+    threshold: ThresholdOpt = None,
+    resolution: ResolutionOpt = None,
+    upsampling_steps: UpsamplingOpt = None,
+    refine: RefineOpt = None,
+    simplify: SimplifyOpt = None,
+    points_batch_size: BatchSizeOpt = None,
+    save_input: SaveInputOpt = False,
+    overwrite: OverwriteOpt = False,
+    shard: ShardOpt = None,
+    recursive: RecursiveOpt = False,
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+    json_output: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Reconstruct meshes from voxel grids (binvox, NPY/NPZ 3-D arrays)."""
+    raise typer.Exit(run_reconstruction("voxels", *split_parameters(dict(locals()))))
+
+
+# ---------------------------------------------------------------------------------------
+# The shared run
+# ---------------------------------------------------------------------------------------
 def _usage(message: str) -> typer.BadParameter:
     return typer.BadParameter(message)
 
@@ -66,283 +217,163 @@ def _output_format(output: Path | None, file_format: str | None) -> str:
     return chosen
 
 
-def run_reconstruction(
-    kind: str,
-    inputs: list[str],
-    *,
-    model: str | None,
-    revision: str | None,
-    device: str,
-    output: str | None,
-    output_dir: Path | None,
-    file_format: str | None,
-    threshold: float | None,
-    resolution: int | None,
-    upsampling_steps: int | None,
-    refine: int,
-    simplify: int | None,
-    points_batch_size: int | None,
-    overwrite: bool,
-    save_input: bool,
-    mask: Path | None,
-    seed: int,
-    shard: str | None,
-    recursive: bool,
-    scene: bool | None,
-    units: str | None,
-    voxel_size: float | None,
-    trim: bool,
-    up: str | None,
-    input_noise: float | None,
-    rotations: int | None,
-    fit_steps: int | None,
-    winding: bool | None,
-    anchor_points: bool | None,
-    quiet: bool,
-    json_output: bool,
-    debug: bool,
-) -> int:
-    """Shared body of the three commands; returns the exit code."""
-    from occrecon import registry
-    from occrecon.batch import plan_batch, run_batch
+def _plan(kind: str, batch: Any, cli: CommandLine) -> tuple[Any, Any]:
+    """Check the flags that need no model, expand the inputs and plan each one's output: (plan, batch options with the format)."""
+    from occrecon.batch import plan_batch
     from occrecon.io.paths import expand_inputs, parse_shard, select_shard
-    from occrecon.loading import load_model
-    from occrecon.pipeline import ExtractionOptions, SceneOptions, check_task
+    from occrecon.io.readers import IMAGE_SUFFIXES, POINT_SUFFIXES, VOXEL_SUFFIXES
 
-    if output is not None and output_dir is not None:
+    if cli.output is not None and cli.output_dir is not None:
         raise _usage("use either -o/--output or --output-dir, not both")
-    if threshold is not None and not 0.0 < threshold < 1.0:
-        raise _usage(f"--threshold is a probability strictly between 0 and 1, got {threshold}")
     try:
-        output_file, output_dir = _output_target(output, output_dir)
-        fmt = _output_format(output_file, file_format)
-        shard_spec = parse_shard(shard)
+        output_file, output_dir = _output_target(cli.output, cli.output_dir)
+        file_format = _output_format(output_file, batch.file_format)
+        shard = parse_shard(cli.shard)
     except ValueError as exc:
         raise _usage(str(exc)) from None
-
-    items = select_shard(expand_inputs(inputs, _suffixes(kind), recursive=recursive), shard_spec)
+    suffixes = {"image": IMAGE_SUFFIXES, "points": POINT_SUFFIXES, "voxels": VOXEL_SUFFIXES}[kind]
+    items = select_shard(expand_inputs(cli.inputs, set(suffixes), recursive=cli.recursive), shard)
     if output_file is not None and len(items) > 1:
         raise _usage(f"-o/--output names one file but {len(items)} inputs were given; use --output-dir (or -o DIR/)")
-    if mask is not None and len(items) > 1:
+    if batch.mask is not None and len(items) > 1:
         raise _usage("--mask applies to one image; give one input")
+    plan = plan_batch(items, file_format=file_format, output=output_file, output_dir=output_dir)
+    return plan, dataclasses.replace(batch, file_format=file_format)
 
-    if units is not None and units.lower() not in UNITS_PER_METRE:
-        raise _usage(f"--units must be one of {', '.join(UNITS_PER_METRE)}, got {units!r}")
-    from occrecon.frames import UP_AXES  # here: occrecon.frames imports numpy, which --help does not need
 
-    if up is not None and up not in UP_AXES:
-        raise _usage(f"--up must be one of {', '.join(UP_AXES)}, got {up!r}")
-    name = model or registry.default_model("scene" if scene else kind)
-    with out.stderr.status(f"loading model {name}", spinner="dots") if not quiet else nullcontext():
-        loaded = load_model(name, device, revision=revision, progress=not quiet)
-    check_task(loaded, kind)
-    if scene and loaded.task != "scene":
+def _on_disk(name: str) -> bool:
+    """Whether loading ``name`` needs no download: a folder, a bundled model, or an upstream model converted before."""
+    from occrecon import hub, registry, upstream
+
+    entry = registry.get_entry(name)
+    if entry is None:
+        try:
+            return Path(name).expanduser().is_dir()
+        except OSError:  # a name too long for a path: load_model says what is wrong with it
+            return False
+    if entry.source == "bundled" or upstream.cached_model(name) is not None:
+        return True
+    return entry.repo_id is not None and hub.is_cached(entry.repo_id, entry.revision)
+
+
+def run_reconstruction(kind: str, options: Any, batch: Any, cli: CommandLine) -> int:
+    """The body of the three commands; returns the exit code."""
+    from occrecon import registry
+    from occrecon.batch import run_batch
+    from occrecon.device import resolve_device
+    from occrecon.loading import load_model
+    from occrecon.options import OptionError
+    from occrecon.pipeline import ModelOnDemand
+
+    try:
+        options.validate(kind)
+        resolve_device(cli.device)
+    except OptionError as exc:
+        raise _usage(str(exc)) from None
+    plan, batch = _plan(kind, batch, cli)
+    name = cli.model or registry.default_model("scene" if options.scene else kind)
+    # A spinner for a model on disk; a download draws its own bar, which a spinner would garble.
+    with out.status(f"loading model {name}") if not cli.quiet and _on_disk(name) else nullcontext():
+        loaded = load_model(name, cli.device, revision=cli.revision, progress=not cli.quiet)
+    if options.scene and loaded.task != "scene":
         raise _usage(f"--scene needs a scene model; {loaded.name} is a {loaded.task} model")
-    scene_options = SceneOptions(scene=scene, units=units, voxel_size=voxel_size, trim=trim, up=up)
-    if kind == "points" and model is None and scene is None:
+    scene_model = None
+    if kind == "points" and cli.model is None and options.scene is None:
         # Clouds far larger than an object switch to the scene model, loaded on first need.
         scene_name = registry.default_model("scene")
-        scene_options.scene_model = lambda: load_model(scene_name, device, revision=revision, progress=not quiet)
-    said_at_start = list(loaded.notes)  # e.g. "no GPU found": a scene model loaded later would say it again
-    for message in said_at_start:
-        out.note(message, quiet)
-    loaded.notes.clear()
+        scene_model = ModelOnDemand(lambda: load_model(scene_name, cli.device, revision=cli.revision, progress=not cli.quiet))
+    for message in loaded.notes:  # e.g. "no GPU found", said once for the batch
+        out.note(message, cli.quiet)
+    display = BatchDisplay(kind, plan, cli, said=list(loaded.notes))
+    with display:
+        results = run_batch(loaded, kind, plan, options, batch, scene_model=scene_model, on_stage=display.stage, on_note=display.note)
+        for result in results:
+            display.show(result, batch.debug)
+    display.summary(loaded)
+    return 1 if display.counts["failed"] else 0
 
-    options = ExtractionOptions(
-        threshold=threshold,
-        resolution=resolution,
-        upsampling_steps=upsampling_steps,
-        refine=refine,
-        simplify=simplify,
-        points_batch_size=points_batch_size,
-    )
-    plan = plan_batch(items, file_format=fmt, output=output_file, output_dir=output_dir)
-    counts = {"ok": 0, "skipped": 0, "failed": 0}
-    started = time.perf_counter()
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[stage]}", style="dim"),
-        console=out.stderr,
-        disable=quiet,
-        transient=False,
-    )
-    with progress:
-        task = progress.add_task(f"{kind} → mesh", total=len(plan.items), stage="")
 
-        plain = out.logs_plainly(quiet)
-        item_clock = {"start": 0.0, "last": 0.0}
+class BatchDisplay:
+    """What a batch shows while it runs: a live bar in a terminal, plain lines in a log file, one JSON object per input with ``--json``."""
 
-        def on_stage(stage: str) -> None:
-            progress.update(task, stage=stage)
-            if not plain:
-                return
-            # In a log file, an input that runs for minutes (a scene's crops) says where it is once a minute.
-            now = time.monotonic()
-            if stage == "reading input":  # the first stage of every input
-                item_clock.update(start=now, last=now)
-            elif now - item_clock["last"] >= out.LOG_INTERVAL_S:
-                item_clock["last"] = now
-                current = plan.items[sum(counts.values())][0].path
-                progress.console.print(f"  {current}: {stage} ({out.clock(now - item_clock['start'])})", highlight=False, markup=False)
-
-        told: list[str] = []  # notes printed while their input ran (a scene's units, sparse points)
-
-        def on_note(name: str, message: str) -> None:
-            told.append(message)
-            if not quiet:
-                progress.console.print(f"[dim]  {name}: {message}[/dim]", highlight=False)
-
-        for result in run_batch(
-            loaded,
-            kind,
-            plan,
-            options=options,
-            file_format=fmt,
-            overwrite=overwrite,
-            save_input=save_input,
-            mask=mask,
-            seed=seed,
-            on_stage=on_stage,
-            on_note=on_note,
-            keep_traceback=debug,
-            scene=scene_options,
-            input_noise=input_noise,
-            rotations=rotations,
-            fit_steps=fit_steps,
-            winding=winding,
-            anchor_points=anchor_points,
-        ):
-            counts[result.status] += 1
-            told_now, told[:] = list(told), []
-            progress.advance(task)
-            progress.update(task, stage="")
-            if json_output:
-                out.print_json(result.as_json())
-            if result.status == "failed":
-                if debug and result.traceback:
-                    out.stderr.print(result.traceback, markup=False, highlight=False)
-                out.error(result.error or f"{result.input}: failed")
-            elif not quiet and result.status == "ok":
-                details = f"{result.vertices} vertices, {result.faces} faces, {result.seconds:.2f} s"
-                progress.console.print(f"[green]✓[/green] {result.input} → {result.output} ({details})", highlight=False)
-                for message in result.notes:
-                    if message not in told_now and message not in said_at_start:
-                        progress.console.print(f"  [dim]{message}[/dim]", highlight=False)
-            elif not quiet and result.status == "skipped":
-                progress.console.print(f"[yellow]↷[/yellow] {result.input}: {result.notes[0]}", highlight=False)
-    if not quiet:
-        elapsed = time.perf_counter() - started
-        out.stderr.print(
-            f"{counts['ok']} done, {counts['skipped']} skipped, {counts['failed']} failed in {elapsed:.1f} s "
-            f"with {loaded.name} on {loaded.device}",
-            highlight=False,
+    def __init__(self, kind: str, plan: Any, cli: CommandLine, said: list[str]):
+        self.plan = plan
+        self.cli = cli
+        self.said = said  # notes printed at the start, not repeated per input
+        self.counts = {"ok": 0, "skipped": 0, "failed": 0}
+        self.started = time.perf_counter()
+        self.plain = out.logs_plainly(cli.quiet)
+        self.item_start = self.last_line = 0.0
+        self.told: list[str] = []  # notes printed while their input ran (a scene's units, sparse points)
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[stage]}", style="dim", markup=False),
+            console=out.stderr,
+            disable=cli.quiet,
+            transient=False,
         )
-    return 1 if counts["failed"] else 0
+        self.task = self.progress.add_task(f"{kind} → mesh", total=len(plan.items), stage="")
 
+    def __enter__(self) -> "BatchDisplay":
+        self.progress.__enter__()
+        return self
 
-def make_command(kind: str, summary: str, exclude: tuple[str, ...] = ()) -> Callable[..., None]:
-    """Build the Typer command for one input kind (the options are shared, a few kind-specific ones dropped)."""
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)  # type: ignore[arg-type]
 
-    def command(
-        inputs: Annotated[list[str], typer.Argument(help="Files, folders and glob patterns.", show_default=False)],
-        model: ModelOpt = None,
-        output: OutputOpt = None,
-        output_dir: OutputDirOpt = None,
-        file_format: FormatOpt = None,
-        device: DeviceOpt = "auto",
-        revision: RevisionOpt = None,
-        threshold: Annotated[Optional[float], typer.Option("--threshold", "-t", help="Occupancy probability of the surface. [default: the model's; 0.2 for upstream models]")] = None,
-        resolution: Annotated[Optional[int], typer.Option("--resolution", min=2, help="Coarse MISE grid cells per axis. [default: the model's; 32 for upstream models]")] = None,
-        upsampling_steps: Annotated[Optional[int], typer.Option("--upsampling-steps", min=0, max=6, help="MISE subdivision levels (final grid = resolution·2^steps). [default: the model's; 2 for upstream models]")] = None,
-        refine: Annotated[int, typer.Option("--refine", min=0, help="Gradient refinement steps after marching cubes (upstream demo: 30).")] = 0,
-        simplify: Annotated[Optional[int], typer.Option("--simplify", min=4, help="Decimate to about this many faces.")] = None,
-        points_batch_size: Annotated[
-            Optional[int],
-            typer.Option("--points-batch-size", min=1, help="Decoder rows (points × ensemble members) per forward pass. [default: 100000 on a GPU; on a CPU about 4 MiB of activations: 4096 for ONet, 32768 for ConvONet]"),
-        ] = None,
-        mask: Annotated[Optional[Path], typer.Option("--mask", help="Object mask image (white = object) for a photo without alpha.")] = None,
-        save_input: Annotated[bool, typer.Option("--save-input", help="Also save what the network saw (<stem>.input.png/.ply).")] = False,
-        overwrite: OverwriteOpt = False,
-        shard: Annotated[Optional[str], typer.Option("--shard", help="K/N: process every N-th input starting at K. [default: from SLURM_ARRAY_TASK_ID/COUNT]")] = None,
-        recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders of folder inputs.")] = False,
-        scene: Annotated[Optional[bool], typer.Option("--scene/--no-scene", help="Treat clouds as scenes (sliding window) or objects. [default: scene when the cloud is over 4 m across and no --model is given]")] = None,
-        units: Annotated[Optional[str], typer.Option("--units", help="Scene units: m, cm, mm, ft or us-ft. [default: what a LAS/LAZ header states, else guessed, with a note]")] = None,
-        voxel_size: Annotated[Optional[float], typer.Option("--voxel-size", min=0.001, help="Scene voxel edge in metres. [default: the model's]")] = None,
-        up: Annotated[Optional[str], typer.Option("--up", help="The cloud's up axis: y, z, x, -y, -z or -x; it is turned y-up for the network and back. [default: z for LAS/LAZ (elevation), else y]")] = None,
-        trim: Annotated[bool, typer.Option("--trim/--no-trim", help="Scenes: drop surface farther than 1.5 voxels from every point (wall backs, floor undersides the scan cannot see).")] = True,
-        input_noise: Annotated[Optional[float], typer.Option("--input-noise", min=0.0, help="Gaussian noise (std, canonical units) added to an object cloud before encoding, as upstream does at test time; 0 for scans that are as noisy already. [default: model's, 0.005]")] = None,
-        rotations: Annotated[Optional[int], typer.Option("--rotations", min=1, help="Encode an object cloud under this many rotations (identity + random) and average: a few times slower, better where parts overlap in the model's plane projections; 1 for one pass. [default: the model's]")] = None,
-        fit_steps: Annotated[Optional[int], typer.Option("--fit-steps", min=0, help="Fit the cloud's encoding to its points for this many steps, so the surface passes through them: about 2-3 s more per object on a CPU; 0 turns it off. [default: the model's]")] = None,
-        winding: Annotated[Optional[bool], typer.Option("--winding-prior/--no-winding-prior", help="Add the winding number of the cloud's own points (normals signed by the network) to the network's field away from them: decides inside and outside where the network confuses overlapping parts. [default: the model's]")] = None,
-        anchor_points: Annotated[Optional[bool], typer.Option("--anchor-points/--no-anchor-points", help="MISE: also subdivide every coarse cell near an input point, so parts thinner than a coarse cell are not lost between its corners. [default: the model's]")] = None,
-        seed: SeedOpt = 0,
-        quiet: QuietOpt = False,
-        json_output: JsonOpt = False,
-        debug: DebugOpt = False,
-    ) -> None:
-        code = run_reconstruction(
-            kind,
-            inputs,
-            model=model,
-            revision=revision,
-            device=device,
-            output=output,
-            output_dir=output_dir,
-            file_format=file_format,
-            threshold=threshold,
-            resolution=resolution,
-            upsampling_steps=upsampling_steps,
-            refine=refine,
-            simplify=simplify,
-            points_batch_size=points_batch_size,
-            overwrite=overwrite,
-            save_input=save_input,
-            mask=mask,
-            seed=seed,
-            shard=shard,
-            recursive=recursive,
-            scene=scene,
-            units=units,
-            up=up,
-            voxel_size=voxel_size,
-            trim=trim,
-            input_noise=input_noise,
-            rotations=rotations,
-            fit_steps=fit_steps,
-            winding=winding,
-            anchor_points=anchor_points,
-            quiet=quiet,
-            json_output=json_output,
-            debug=debug,
+    def _current(self) -> Any:
+        return self.plan.items[min(sum(self.counts.values()), len(self.plan.items) - 1)][0].path
+
+    def stage(self, stage: str) -> None:
+        self.progress.update(self.task, stage=out.safe_text(stage))
+        if not self.plain:
+            return
+        # In a log file, an input that runs for minutes (a scene's crops) says where it is once a minute.
+        now = time.monotonic()
+        if stage == "reading input":  # the first stage of every input
+            self.item_start = self.last_line = now
+        elif now - self.last_line >= out.LOG_INTERVAL_S:
+            self.last_line = now
+            out.plain(f"  {self._current()}: {stage} ({out.clock(now - self.item_start)})")
+
+    def note(self, name: str, message: str) -> None:
+        self.told.append(message)
+        out.item_note(name, message, self.cli.quiet)
+
+    def show(self, result: Any, debug: bool) -> None:
+        self.counts[result.status] += 1
+        told_now, self.told = self.told, []
+        self.progress.advance(self.task)
+        self.progress.update(self.task, stage="")
+        if self.cli.json_output:
+            out.print_json(result.as_json())
+        if result.status == "failed":
+            if debug and result.traceback:
+                out.print_traceback(result.traceback)
+            out.error(result.error or f"{result.input}: failed")
+        elif result.status == "ok" and not self.cli.quiet:
+            out.ok_line(result.input, result.output, f"{result.vertices} vertices, {result.faces} faces, {result.seconds:.2f} s")
+            for message in result.notes:
+                if message not in told_now and message not in self.said:
+                    out.detail(message)
+        elif result.status == "skipped":
+            out.skipped_line(result.input, result.notes[0], quiet=self.cli.quiet)
+
+    def summary(self, model: Any) -> None:
+        elapsed = time.perf_counter() - self.started
+        counts = self.counts
+        out.plain(
+            f"{counts['ok']} done, {counts['skipped']} skipped, {counts['failed']} failed in {elapsed:.1f} s with {model.name} on {model.device}",
+            quiet=self.cli.quiet,
         )
-        raise typer.Exit(code)
-
-    signature = inspect.signature(command, eval_str=True)
-    command.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=[p for p in signature.parameters.values() if p.name not in exclude]
-    )
-    command.__doc__ = summary
-    command.__name__ = f"{kind}_command"
-    return command
 
 
-_SCENE_OPTIONS = ("scene", "units", "voxel_size", "trim", "up")
-image_command = make_command(
-    "image",
-    "Reconstruct meshes from photos or renders (PNG, JPEG, WebP, BMP, TIFF).",
-    exclude=(*_SCENE_OPTIONS, "input_noise", "rotations", "fit_steps", "winding", "anchor_points"),
-)
-points_command = make_command(
-    "points",
-    "Reconstruct meshes from point clouds (PLY, PCD, XYZ/PTS/TXT, NPY, NPZ, OBJ/OFF/STL vertices, LAS/LAZ); whole rooms with --scene.",
-    exclude=("mask",),
-)
-voxels_command = make_command(
-    "voxels",
-    "Reconstruct meshes from voxel grids (binvox, NPY/NPZ 3-D arrays).",
-    exclude=("mask", "input_noise", "rotations", "fit_steps", "winding", "anchor_points", *_SCENE_OPTIONS),
-)
+def iter_commands() -> Iterator[tuple[str, Any]]:
+    """The three reconstruction commands, by name."""
+    yield "image", image_command
+    yield "points", points_command
+    yield "voxels", voxels_command

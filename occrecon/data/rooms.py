@@ -18,6 +18,8 @@ Every point set is sorted into a coarse grid of spatial bins so that
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
@@ -674,33 +676,11 @@ def unpack_ranges(packed: Array, ranges: Array) -> Array:
 # --------------------------------------------------------------------------------------
 # Training arrays
 # --------------------------------------------------------------------------------------
-def prepare_room(
-    room: Room,
-    rng: Rng,
-    *,
-    voxel_size: float = 0.02,
-    mesh_cell: float = 0.01,
-    block_size: float = 0.64,
-    surface_density: float = 3000.0,
-    uniform_density: float = 4000.0,
-    near_density: float = 2000.0,
-    near_sigmas: Sequence[float] = (0.01, 0.04),
-    pad: float = 0.5,
-    bin_size: float = 0.5,
-    holes_per_m2: float = 0.05,
-    hole_radius: Sequence[float] = (0.05, 0.4),
-    drop_ceiling: bool = True,
-    drop_exterior: bool = True,
-    mesh: trimesh.Trimesh | None = None,
-) -> dict[str, Array]:
-    """Training arrays of one room, in metres.
+@dataclass(frozen=True)
+class RoomSampling:
+    """How densely a room is sampled for training, and how its scan is simulated.
 
-    Occupancy labels are the SDF sign at the stored float32 coordinates, so they are
-    exact for the points as saved (float16 would move points by up to ~4 mm at 8 m).
-
-    Args:
-        room: the room.
-        rng: random generator (the only source of randomness).
+    Attributes:
         voxel_size: lattice spacing of floor/wall/ceiling-only mesh blocks (m).
         mesh_cell: lattice spacing of mesh blocks near furniture and clutter (m).
         block_size: mesh extraction block side (m).
@@ -712,7 +692,35 @@ def prepare_room(
             room's edge see labelled empty space.
         bin_size: side of the spatial bins (m).
         holes_per_m2, hole_radius, drop_ceiling, drop_exterior: scan mask (:func:`scan_mask`).
+    """
+
+    voxel_size: float = 0.02
+    mesh_cell: float = 0.01
+    block_size: float = 0.64
+    surface_density: float = 3000.0
+    uniform_density: float = 4000.0
+    near_density: float = 2000.0
+    near_sigmas: Sequence[float] = (0.01, 0.04)
+    pad: float = 0.5
+    bin_size: float = 0.5
+    holes_per_m2: float = 0.05
+    hole_radius: Sequence[float] = (0.05, 0.4)
+    drop_ceiling: bool = True
+    drop_exterior: bool = True
+
+
+def prepare_room(room: Room, rng: Rng, sampling: RoomSampling | None = None, *, mesh: trimesh.Trimesh | None = None, **changes: Any) -> dict[str, Array]:
+    """Training arrays of one room, in metres.
+
+    Occupancy labels are the SDF sign at the stored float32 coordinates, so they are
+    exact for the points as saved (float16 would move points by up to ~4 mm at 8 m).
+
+    Args:
+        room: the room.
+        rng: random generator (the only source of randomness).
+        sampling: densities and scan simulation (default :class:`RoomSampling`).
         mesh: a surface to use instead of extracting one (e.g. from :func:`room_mesh`).
+        changes: fields of :class:`RoomSampling` to change (``surface_density=400.0``...).
 
     Returns:
         dict of arrays. Per point set S in ``surface``, ``uniform``, ``near``:
@@ -725,16 +733,19 @@ def prepare_room(
         (= the bin grid's extent, clipped); ``size`` (3,) float32 interior (W, H, D);
         ``surface_area`` () float64 (m^2); ``has_ceiling`` () bool.
     """
+    settings = dataclasses.replace(sampling or RoomSampling(), **changes)
+    surface_density, uniform_density, near_density = settings.surface_density, settings.uniform_density, settings.near_density
+    pad, bin_size, near_sigmas = settings.pad, settings.bin_size, settings.near_sigmas
     surf, normals, area, (mlo, mhi) = sample_room_surface(
-        room, surface_density, rng, mesh=mesh, mesh_cell=mesh_cell, voxel_size=voxel_size, block_size=block_size
+        room, surface_density, rng, mesh=mesh, mesh_cell=settings.mesh_cell, voxel_size=settings.voxel_size, block_size=settings.block_size
     )
     if not len(surf):
         raise ValueError("surface_density too low: no surface sample")
     slo, shi = mlo - pad, mhi + pad
     dims = np.maximum(np.ceil((shi - slo) / bin_size).astype(np.int64), 1)
 
-    visible = scan_mask(room, surf, rng, area=area, holes_per_m2=holes_per_m2, hole_radius=tuple(hole_radius),
-                        drop_ceiling=drop_ceiling, drop_exterior=drop_exterior)
+    visible = scan_mask(room, surf, rng, area=area, holes_per_m2=settings.holes_per_m2, hole_radius=tuple(settings.hole_radius),
+                        drop_ceiling=settings.drop_ceiling, drop_exterior=settings.drop_exterior)
     n_uni = max(int(round(uniform_density * float(np.prod(shi - slo)))), 1)
     uni = rng.uniform(slo, shi, (n_uni, 3)).astype(np.float32)
     n_near = max(int(round(near_density * area)), 1)

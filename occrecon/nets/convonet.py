@@ -7,6 +7,9 @@ which is what ``grid_sample`` expects for (u, v) / (x, y, z) sample coordinates.
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -51,6 +54,36 @@ def map_to_local(p: torch.Tensor, unit_size: float) -> torch.Tensor:
     return torch.remainder(p, unit_size) / unit_size
 
 
+@dataclass(frozen=True)
+class VolumeSettings:
+    """Where a ConvONet encoder scatters its point features, and the U-Nets that process them (upstream's encoder kwargs).
+
+    Attributes:
+        plane_type: feature types, e.g. ``['xz', 'xy', 'yz']`` or ``'grid'``.
+        plane_resolution: plane side R (64 ShapeNet, 128 rooms).
+        grid_resolution: grid side R (32 or 64).
+        unet: a shared 2D U-Net over the planes, with ``unet_kwargs`` (``depth``, ``merge_mode``, ``start_filts``).
+        unet3d: a 3D U-Net over the grid, with ``unet3d_kwargs`` (``num_levels``, ``f_maps``, ``in_channels``, ``out_channels``).
+        padding: unit-box padding (0.1).
+    """
+
+    plane_type: str | Sequence[str] = "xz"
+    plane_resolution: int | None = None
+    grid_resolution: int | None = None
+    unet: bool = False
+    unet_kwargs: Mapping[str, Any] | None = None
+    unet3d: bool = False
+    unet3d_kwargs: Mapping[str, Any] | None = None
+    padding: float = 0.1
+
+    @classmethod
+    def split(cls, kwargs: Mapping[str, Any], padding: float) -> tuple["VolumeSettings", dict[str, Any]]:
+        """(these settings, the encoder's other kwargs) from upstream's flat ``encoder_kwargs``."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        settings = cls(**{k: v for k, v in kwargs.items() if k in names and k != "padding"}, padding=padding)
+        return settings, {k: v for k, v in kwargs.items() if k not in names}
+
+
 class _FeatureVolumes(nn.Module):
     """Shared scatter-to-planes/grid logic plus the optional U-Nets.
 
@@ -58,29 +91,15 @@ class _FeatureVolumes(nn.Module):
     that the U-Nets appear where upstream registers them in the state dict.
     """
 
-    def _init_volumes(self, c_dim: int, plane_type: str | Sequence[str], plane_resolution: int | None,
-                      grid_resolution: int | None, unet: bool, unet_kwargs: Mapping[str, Any] | None,
-                      unet3d: bool, unet3d_kwargs: Mapping[str, Any] | None, padding: float) -> None:
-        """Store the feature-volume settings and build the U-Nets.
-
-        Args:
-            c_dim: feature channels.
-            plane_type: requested feature types.
-            plane_resolution: plane side length R (for planes).
-            grid_resolution: grid side length R (for the grid).
-            unet: build a shared 2D U-Net for the planes.
-            unet_kwargs: ``depth``, ``merge_mode``, ``start_filts``.
-            unet3d: build a 3D U-Net for the grid.
-            unet3d_kwargs: ``num_levels``, ``f_maps``, ``in_channels``, ``out_channels``.
-            padding: unit-box padding.
-        """
+    def _init_volumes(self, c_dim: int, volumes: VolumeSettings) -> None:
+        """Store the feature-volume settings of ``c_dim`` channels and build the U-Nets."""
         self.c_dim = c_dim
-        self.features = feature_types(plane_type)
-        self.reso_plane = plane_resolution
-        self.reso_grid = grid_resolution
-        self.padding = padding
-        self.unet = UNet2D(c_dim, in_channels=c_dim, **dict(unet_kwargs or {})) if unet else None
-        self.unet3d = UNet3D(**dict(unet3d_kwargs or {})) if unet3d else None
+        self.features = feature_types(volumes.plane_type)
+        self.reso_plane = volumes.plane_resolution
+        self.reso_grid = volumes.grid_resolution
+        self.padding = volumes.padding
+        self.unet = UNet2D(c_dim, in_channels=c_dim, **dict(volumes.unet_kwargs or {})) if volumes.unet else None
+        self.unet3d = UNet3D(**dict(volumes.unet3d_kwargs or {})) if volumes.unet3d else None
 
     def _cells(self, feature: str) -> int:
         if feature == "grid":
@@ -122,19 +141,12 @@ class LocalPoolPointnet(_FeatureVolumes):
         dim: point dimension.
         hidden_dim: block width.
         scatter_type: local pooling reduction, ``'max'`` (all checkpoints) or ``'mean'``.
-        unet, unet_kwargs, unet3d, unet3d_kwargs: U-Net settings (see upstream configs).
-        plane_resolution: plane side (64 ShapeNet, 128 rooms).
-        grid_resolution: grid side (32 or 64).
-        plane_type: feature types, e.g. ``['xz', 'xy', 'yz']`` or ``'grid'``.
-        padding: unit-box padding (0.1).
+        volumes: planes / grid, their resolutions and U-Nets (upstream's flat encoder kwargs, see :class:`VolumeSettings`).
         n_blocks: residual blocks.
     """
 
     def __init__(self, c_dim: int = 32, dim: int = 3, hidden_dim: int = 32, scatter_type: str = "max",
-                 unet: bool = False, unet_kwargs: Mapping[str, Any] | None = None, unet3d: bool = False,
-                 unet3d_kwargs: Mapping[str, Any] | None = None, plane_resolution: int | None = None,
-                 grid_resolution: int | None = None, plane_type: str | Sequence[str] = "xz",
-                 padding: float = 0.1, n_blocks: int = 5) -> None:
+                 volumes: VolumeSettings = VolumeSettings(), n_blocks: int = 5) -> None:
         super().__init__()
         if scatter_type not in ("max", "mean"):
             raise ValueError(f"scatter_type must be 'max' or 'mean', got {scatter_type!r}")
@@ -142,8 +154,7 @@ class LocalPoolPointnet(_FeatureVolumes):
         self.fc_pos = nn.Linear(dim, 2 * hidden_dim)
         self.blocks = nn.ModuleList(ResnetBlockFC(2 * hidden_dim, hidden_dim) for _ in range(n_blocks))
         self.fc_c = nn.Linear(hidden_dim, c_dim)
-        self._init_volumes(c_dim, plane_type, plane_resolution, grid_resolution, unet, unet_kwargs,
-                           unet3d, unet3d_kwargs, padding)
+        self._init_volumes(c_dim, volumes)
 
     def point_index(self, p: torch.Tensor) -> dict[str, torch.Tensor]:
         """Cell index of every point for every feature type.
@@ -186,12 +197,8 @@ class PatchLocalPoolPointnet(_FeatureVolumes):
         dim: point dimension.
         hidden_dim: block width.
         scatter_type: ``'max'`` or ``'mean'``.
-        unet, unet_kwargs, unet3d, unet3d_kwargs: U-Net settings.
-        plane_resolution: plane side of one input crop.
-        grid_resolution: grid side of one input crop (e.g. 88 training, 160 Matterport demo);
-            it changes no parameter shape.
-        plane_type: feature types (``['grid']`` for the released model).
-        padding: unused by the crop model, kept for signature parity.
+        volumes: the grid of one input crop (``['grid']`` for the released model; its side, e.g. 88 in
+            training and 160 in the Matterport demo, changes no parameter shape; padding is unused).
         n_blocks: residual blocks.
         local_coord: feed ``(p mod unit_size) / unit_size`` instead of ``p`` to ``fc_pos``.
         pos_encoding: only ``'linear'`` (identity) is supported.
@@ -199,10 +206,7 @@ class PatchLocalPoolPointnet(_FeatureVolumes):
     """
 
     def __init__(self, c_dim: int = 32, dim: int = 3, hidden_dim: int = 32, scatter_type: str = "max",
-                 unet: bool = False, unet_kwargs: Mapping[str, Any] | None = None, unet3d: bool = False,
-                 unet3d_kwargs: Mapping[str, Any] | None = None, plane_resolution: int | None = None,
-                 grid_resolution: int | None = None, plane_type: str | Sequence[str] = "xz",
-                 padding: float = 0.1, n_blocks: int = 5, local_coord: bool = False,
+                 volumes: VolumeSettings = VolumeSettings(), n_blocks: int = 5, local_coord: bool = False,
                  pos_encoding: str = "linear", unit_size: float = 0.1) -> None:
         super().__init__()
         if scatter_type not in ("max", "mean"):
@@ -215,8 +219,7 @@ class PatchLocalPoolPointnet(_FeatureVolumes):
         # Attribute order reproduces upstream's state-dict order.
         self.blocks = nn.ModuleList(ResnetBlockFC(2 * hidden_dim, hidden_dim) for _ in range(n_blocks))
         self.fc_c = nn.Linear(hidden_dim, c_dim)
-        self._init_volumes(c_dim, plane_type, plane_resolution, grid_resolution, unet, unet_kwargs,
-                           unet3d, unet3d_kwargs, padding)
+        self._init_volumes(c_dim, volumes)
         self.fc_pos = nn.Linear(dim, 2 * hidden_dim)
 
     def forward(self, inputs: Mapping[str, Any]) -> dict[str, torch.Tensor]:
@@ -252,23 +255,15 @@ class LocalVoxelEncoder(_FeatureVolumes):
     Args:
         dim: unused (signature parity).
         c_dim: feature channels.
-        unet, unet_kwargs, unet3d, unet3d_kwargs: U-Net settings.
-        plane_resolution: plane side (64).
-        grid_resolution: grid side (32).
-        plane_type: feature types; ``'grid'`` excludes planes, as upstream.
+        volumes: planes (side 64) or the grid (side 32); ``'grid'`` excludes planes, as upstream.
         kernel_size: 3 (padding 1) or 1.
-        padding: unit-box padding.
     """
 
-    def __init__(self, dim: int = 3, c_dim: int = 32, unet: bool = False,
-                 unet_kwargs: Mapping[str, Any] | None = None, unet3d: bool = False,
-                 unet3d_kwargs: Mapping[str, Any] | None = None, plane_resolution: int | None = 512,
-                 grid_resolution: int | None = None, plane_type: str | Sequence[str] = "xz",
-                 kernel_size: int = 3, padding: float = 0.1) -> None:
+    def __init__(self, dim: int = 3, c_dim: int = 32, volumes: VolumeSettings = VolumeSettings(plane_resolution=512),
+                 kernel_size: int = 3) -> None:
         super().__init__()
         self.conv_in = nn.Conv3d(1, c_dim, kernel_size, padding=0 if kernel_size == 1 else 1)
-        self._init_volumes(c_dim, plane_type, plane_resolution, grid_resolution, unet, unet_kwargs,
-                           unet3d, unet3d_kwargs, padding)
+        self._init_volumes(c_dim, volumes)
         if "grid" in self.features:
             self.features = ["grid"]
 
@@ -322,7 +317,8 @@ class _LocalMLP(nn.Module):
     n_blocks: int
     c_dim: int
 
-    def _run(self, p: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+    def decode_features(self, p: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+        """Logits (B, M) at points ``p`` (B, M, 3) from their summed features ``c`` (B, M, c_dim), or none."""
         net = self.fc_p(p)
         for i in range(self.n_blocks):
             if c is not None:
@@ -331,7 +327,8 @@ class _LocalMLP(nn.Module):
         return self.fc_out(F.relu(net)).squeeze(-1)
 
     @staticmethod
-    def _sum_features(samples: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def sum_features(samples: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """(B, M, c_dim) features of M points from their samples (B, c_dim, M) per plane or grid."""
         # Summation order grid, xz, xy, yz is upstream's; it matters for the last bit.
         total: torch.Tensor | int = 0
         for f in ("grid",) + PLANES:
@@ -384,8 +381,8 @@ class LocalDecoder(_LocalMLP):
         if self.c_dim != 0:
             samples = {f: sample_feature(normalize_coordinate(p, f, self.padding), fea, self.sample_mode)
                        for f, fea in c_plane.items()}
-            c = self._sum_features(samples)
-        return self._run(p.float(), c)
+            c = self.sum_features(samples)
+        return self.decode_features(p.float(), c)
 
 
 class PatchLocalDecoder(_LocalMLP):
@@ -441,7 +438,7 @@ class PatchLocalDecoder(_LocalMLP):
         if self.c_dim != 0:
             p_n = p["p_n"]
             samples = {f: sample_feature(p_n[f], fea, self.sample_mode) for f, fea in c_plane.items()}
-            c = self._sum_features(samples)
+            c = self.sum_features(samples)
         if self.local_coord:
             points = map_to_local(points, self.unit_size)
-        return self._run(points, c)
+        return self.decode_features(points, c)

@@ -15,6 +15,7 @@ from occrecon.nets.convonet import (
     LocalVoxelEncoder,
     PatchLocalDecoder,
     PatchLocalPoolPointnet,
+    VolumeSettings,
 )
 from occrecon.nets.onet import DecoderCBatchNorm, LatentEncoder, Resnet18Encoder, ResnetPointnet, SimpleDecoder, VoxelEncoder
 
@@ -186,6 +187,7 @@ def build_network(arch: Mapping[str, Any]) -> OccupancyNet:
         if enc_name is not None:
             if enc_name not in CONVONET_ENCODERS:
                 raise ValueError(f"unknown ConvONet encoder {enc_name!r}")
-            encoder = CONVONET_ENCODERS[enc_name](dim=3, c_dim=c_dim, padding=padding, **enc_kwargs)
+            volumes, rest = VolumeSettings.split(enc_kwargs, padding)
+            encoder = CONVONET_ENCODERS[enc_name](dim=3, c_dim=c_dim, volumes=volumes, **rest)
     model = OccupancyNet(decoder, encoder, latent, method=method, z_dim=z_dim, arch=arch)
     return model.eval()

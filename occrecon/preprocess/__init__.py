@@ -10,11 +10,12 @@ the model config's ``input`` block.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 from PIL import Image
 
+from occrecon.config import InputSpec
 from occrecon.errors import InputError
 from occrecon.io.readers import PointCloud, VoxelGrid, read_image, read_points, read_voxels
 
@@ -44,47 +45,38 @@ def _is_path(source: Source) -> bool:
     return isinstance(source, (str, Path))
 
 
-def _image(source: Source, spec: dict[str, Any], mask: Any, seed: int | None) -> PreparedInput:
-    """Image path: spec keys ``image_size`` (224), ``margin``, ``background``, ``render_size``."""
+def _image(source: Source, spec: InputSpec, mask: Any, seed: int | None) -> PreparedInput:
     name = str(source) if _is_path(source) else None
     image = read_image(source) if _is_path(source) else source
     return prepare_image(
         image,
-        size=int(spec.get("image_size", 224)),
+        size=spec.image_size,
         mask=mask,
-        margin=float(spec.get("margin", DEFAULT_MARGIN)),
-        background=str(spec.get("background", "auto")),
-        render_size=spec.get("render_size"),
+        margin=spec.margin,
+        background=spec.background,
+        render_size=spec.render_size,
         source=name,
     )
 
 
-def _points(source: Source, spec: dict[str, Any], mask: Any, seed: int | None) -> PreparedInput:
-    """Point path: spec keys ``n_points`` (None = all), ``noise`` (0), ``normalize`` ("centre")."""
+def _points(source: Source, spec: InputSpec, mask: Any, seed: int | None) -> PreparedInput:
     cloud = read_points(source) if _is_path(source) else source
-    n_points = spec.get("n_points")
     return prepare_points(
         cloud,
-        n_points=None if n_points is None else int(n_points),
-        noise=float(spec.get("noise", 0.0)),
+        n_points=spec.n_points,
+        noise=spec.noise,
         seed=seed,
-        normalize=str(spec.get("normalize", "centre")),
+        normalize=spec.normalize,
         source=str(source) if _is_path(source) else None,
     )
 
 
-def _voxels(source: Source, spec: dict[str, Any], mask: Any, seed: int | None) -> PreparedInput:
-    """Voxel path: spec keys ``resolution`` (32), ``convention`` ("cell_centre")."""
+def _voxels(source: Source, spec: InputSpec, mask: Any, seed: int | None) -> PreparedInput:
     grid = read_voxels(source) if _is_path(source) else source
-    return prepare_voxels(
-        grid,
-        resolution=int(spec.get("resolution", 32)),
-        convention=str(spec.get("convention", "cell_centre")),
-        source=str(source) if _is_path(source) else None,
-    )
+    return prepare_voxels(grid, resolution=spec.resolution, convention=spec.convention, source=str(source) if _is_path(source) else None)
 
 
-_PREPARERS: dict[str, Callable[[Source, dict[str, Any], Any, int | None], PreparedInput]] = {
+_PREPARERS: dict[str, Callable[[Source, InputSpec, Any, int | None], PreparedInput]] = {
     "image": _image,
     "points": _points,
     "voxels": _voxels,
@@ -94,7 +86,7 @@ _PREPARERS: dict[str, Callable[[Source, dict[str, Any], Any, int | None], Prepar
 def prepare_input(
     kind: str,
     source: Source,
-    input_spec: dict[str, Any],
+    input_spec: InputSpec | Mapping[str, Any],
     *,
     mask: np.ndarray | str | Path | None = None,
     seed: int | None = 0,
@@ -105,10 +97,9 @@ def prepare_input(
         kind: ``"image"``, ``"points"`` or ``"voxels"``.
         source: a file path, or an in-memory image / (n, 3) array / 3-D grid /
             :class:`PointCloud` / :class:`VoxelGrid`.
-        input_spec: the model config's input block, e.g.
-            ``{"kind": "image", "image_size": 224}``,
-            ``{"kind": "points", "n_points": 3000, "noise": 0.005}``,
-            ``{"kind": "voxels", "resolution": 32, "convention": "cell_centre"}``.
+        input_spec: the model's :class:`~occrecon.config.InputSpec` (``model.input_spec``),
+            or a config's input block as a dict, e.g.
+            ``{"kind": "points", "n_points": 3000, "noise": 0.005}``.
         mask: optional object mask (array or file) for images.
         seed: RNG seed for point subsampling and noise (None: fresh randomness).
 
@@ -121,7 +112,9 @@ def prepare_input(
     """
     if kind not in _PREPARERS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    wanted = input_spec.get("kind", kind)
+    if not isinstance(input_spec, InputSpec):
+        input_spec = InputSpec.from_dict({"kind": kind, **input_spec})
+    wanted = input_spec.kind
     if wanted != kind:
         name = str(source) if _is_path(source) else None
         raise InputError(name, f"this model takes {wanted} input, not {kind}")

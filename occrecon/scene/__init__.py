@@ -1,0 +1,53 @@
+"""Whole rooms and buildings: a scan's units and orientation (:mod:`.units`) and the sliding window (:mod:`.window`)."""
+
+from occrecon.scene.units import (
+    OBJECT_SCALE_LIMIT_M,
+    ROOM_SIZED_M,
+    SPARSE_SPACING_VOXELS,
+    detect_units,
+    extent_metres,
+    is_scene,
+    scene_or_object,
+    sparse_points_note,
+    up_axis_note,
+)
+from occrecon.scene.window import (
+    CropGrid,
+    FaceCache,
+    PointBins,
+    SceneFrame,
+    SceneResult,
+    SceneSettings,
+    VertexWelder,
+    count_crops,
+    plan_crops,
+    reconstruct_scene,
+    scene_frame,
+    scene_settings,
+    settings_for,
+)
+
+__all__ = [
+    "OBJECT_SCALE_LIMIT_M",
+    "ROOM_SIZED_M",
+    "SPARSE_SPACING_VOXELS",
+    "CropGrid",
+    "FaceCache",
+    "PointBins",
+    "SceneFrame",
+    "SceneResult",
+    "SceneSettings",
+    "VertexWelder",
+    "count_crops",
+    "detect_units",
+    "extent_metres",
+    "is_scene",
+    "scene_or_object",
+    "plan_crops",
+    "reconstruct_scene",
+    "scene_frame",
+    "scene_settings",
+    "settings_for",
+    "sparse_points_note",
+    "up_axis_note",
+]
