@@ -14,7 +14,8 @@ import torch
 import trimesh
 from scipy.spatial import cKDTree
 
-from occrecon.data import cache, mesh_source, prepare, sdf, shapes
+from occrecon import camera
+from occrecon.data import cache, mesh_source, partial, prepare, sdf, shapes
 from occrecon.errors import InputError
 
 SMALL = dict(n_uniform=4000, n_near=2000, n_surface=3000, n_views=2, image_size=96)
@@ -258,6 +259,38 @@ def test_prepare_sample_is_deterministic():
         assert np.array_equal(a[k], b[k]), k
 
 
+def test_render_depth_and_mask_leave_every_other_output_and_the_random_stream_as_they_were(sample):
+    shape, _ = sample
+    mesh = prepare.canonical_lattice(shape).mesh
+    rng_a, rng_b = np.random.default_rng(11), np.random.default_rng(11)
+    a = prepare.render_views(mesh, rng_a, n_views=2, image_size=64)
+    b = prepare.render_views(mesh, rng_b, n_views=2, image_size=64, depth=True)
+    assert set(b) == set(a) | {"depth", "mask"}
+    for k in a:
+        assert np.array_equal(a[k], b[k]), k
+    assert rng_a.random() == rng_b.random()  # the same draws were taken
+    assert b["depth"].shape == (2, 64, 64) and b["depth"].dtype == np.float32
+    assert np.array_equal(b["mask"], b["depth"] > 0) and b["mask"].any(axis=(1, 2)).all()
+    for v in range(2):
+        c = camera.Camera.from_matrix(b["camera_K"][v], 64)
+        world = camera.camera_to_world(camera.unproject(b["depth"][v], b["mask"][v], c), b["camera_Rt"][v])
+        # On the rendered surface: the marching-cubes mesh lies within a lattice cell (1/128) of the zero set.
+        assert np.abs(shape.sdf(world)).max() < 4e-3
+        # The silhouette is where the image shows the object, up to its antialiased edge.
+        dark = b["images"][v].min(-1) < 250
+        assert (b["mask"][v] & ~dark).sum() <= 0.02 * b["mask"][v].sum()
+
+
+def test_prepare_sample_with_depth_keeps_every_other_array():
+    shape, _ = shapes.random_shape(np.random.default_rng([9, 1]))
+    a = prepare.prepare_sample(shape, np.random.default_rng(3), **TINY)
+    b = prepare.prepare_sample(shape, np.random.default_rng(3), **TINY, depth=True)
+    assert set(b) == set(a) | {"depth", "mask"}
+    for k in a:
+        assert np.array_equal(a[k], b[k]), k
+    assert b["depth"].shape == (1, 48, 48) and b["mask"].shape == (1, 48, 48)
+
+
 # ----------------------------------------------------------------------------- user meshes
 
 
@@ -444,3 +477,121 @@ def test_point_and_voxel_data_generate_without_open3d(tmp_path):
     assert "voxels" in without.stdout and "images" not in without.stdout
     renders = subprocess.run([sys.executable, "-c", script, "1"], env=env, capture_output=True, text=True, timeout=300)
     assert renders.returncode != 0 and "open3d blocked by the test" in renders.stderr
+
+
+# ----------------------------------------------------------------------------- partial clouds from depth
+
+
+def test_degrade_depth_is_seeded_drops_edges_and_adds_nothing():
+    depth = np.zeros((40, 40))
+    depth[5:35, 5:35] = 2.0
+    depth[15:25, 15:25] = 1.5  # a step: a discontinuity inside the object
+    assert np.array_equal(partial.degrade_depth(depth, np.random.default_rng(0), partial.CLEAN), depth.astype(np.float32))
+    spec = partial.DepthDegradation(noise=0.01, holes=(2, 2), dropout=0.0, edge_extra_px=0)
+    a = partial.degrade_depth(depth, np.random.default_rng(1), spec)
+    assert np.array_equal(a, partial.degrade_depth(depth, np.random.default_rng(1), spec))
+    assert a.dtype == np.float32 and not ((a > 0) & (depth == 0)).any()
+    # The silhouette's border pixels and both sides of the step are dropped.
+    assert (a[5, 5:35] == 0).all() and (a[5:35, 34] == 0).all()
+    assert (a[15, 16:24] == 0).all() and (a[14, 16:24] == 0).all()
+    # Noise along the rays: about 1% of the depth.
+    kept = (a > 0) & (depth == 2.0)
+    rel = a[kept] / 2.0 - 1.0
+    assert 0.007 < rel.std() < 0.013 and abs(rel.mean()) < 0.003
+    assert (a > 0).sum() < (depth > 0).sum() - 100  # holes and edges took pixels
+    edges = partial.discontinuities(depth, 0.03)
+    assert edges[5, 20] and edges[15, 20] and edges[14, 20] and not edges[20, 20] and not edges[10, 10]
+
+
+SMALL_PARTIAL = partial.PartialSpec(image_size=64, n_points=400, n_uniform=300, n_near=300)
+
+
+def test_partial_item_is_deterministic_with_exact_labels_of_the_full_shape(sample):
+    shape, _ = sample
+    a = partial.partial_item(shape, np.random.default_rng(4), SMALL_PARTIAL)
+    b = partial.partial_item(shape, np.random.default_rng(4), SMALL_PARTIAL)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert np.array_equal(a[k], b[k]), k
+    other = partial.partial_item(shape, np.random.default_rng(5), SMALL_PARTIAL)
+    assert not np.array_equal(a["inputs"], other["inputs"])
+    assert a["inputs"].shape == (400, 3) and a["inputs"].dtype == np.float32
+    assert a["points"].shape == (600, 3) and a["occ"].shape == (600,) and a["occ"].dtype == bool
+    assert 25 <= a["fov_deg"] <= 55 and 0 <= a["noise"] <= 0.01
+    # Labels: the full shape's occupancy at the stored query points, mapped back to the canonical frame.
+    frame = camera.ViewerFrame(tuple(float(x) for x in a["frame_centre"]), float(a["frame_scale"]))
+    world = camera.camera_to_world(frame.to_camera(a["points"].astype(np.float64)), a["camera_Rt"])
+    assert np.array_equal(a["occ"], shape.contains(world))
+    assert 0.05 < a["occ"][300:].mean() < 0.95  # near-surface queries straddle the surface
+    assert np.abs(a["points"]).max() <= 0.55 + 1e-6
+
+
+def test_partial_item_inputs_are_the_visible_surface_in_the_viewer_frame(sample):
+    shape, _ = sample
+    spec = partial.PartialSpec(image_size=64, n_points=400, n_uniform=100, n_near=100, noise=(0.0, 0.0))
+    item = partial.partial_item(shape, np.random.default_rng(6), spec)
+    frame = camera.ViewerFrame(tuple(float(x) for x in item["frame_centre"]), float(item["frame_scale"]))
+    cam_points = frame.to_camera(item["inputs"].astype(np.float64))
+    # Noise-free inputs lie on the surface, project into the silhouette and face the camera.
+    world = camera.camera_to_world(cam_points, item["camera_Rt"])
+    assert np.abs(shape.sdf(world)).max() < 4e-3
+    c = camera.Camera.from_matrix(item["camera_K"], 64)
+    assert camera.carve(cam_points, item["mask"], c).all()
+    eye = camera.camera_to_world(np.zeros((1, 3)), item["camera_Rt"])[0]
+    eps = 1e-3
+    grad = np.stack([(shape.sdf(world + eps * e) - shape.sdf(world - eps * e)) / (2 * eps) for e in np.eye(3)], 1)
+    facing = np.einsum("ij,ij->i", grad, eye - world)
+    assert np.mean(facing > 0) > 0.95
+    # The frame is the visible points' own box: centred, longest side 1 (the subsample spans nearly all of it).
+    lo, hi = item["inputs"].min(0), item["inputs"].max(0)
+    assert np.abs(item["inputs"]).max() <= 0.5 + 1e-5 and 0.9 < (hi - lo).max() <= 1.0 + 1e-5
+
+
+def test_generate_partial_item_draws_the_datasets_shape():
+    a = partial.generate_partial_item(3, 2, view=0, spec=SMALL_PARTIAL)
+    _, family = shapes.random_shape(np.random.default_rng([3, 2]))
+    assert str(a["family"]) == family and int(a["index"]) == 2 and int(a["view"]) == 0
+    b = partial.generate_partial_item(3, 2, view=1, spec=SMALL_PARTIAL)
+    assert not np.array_equal(a["camera_Rt"], b["camera_Rt"])
+
+
+def test_partial_dataset_is_deterministic_resumable_and_readable(tmp_path):
+    kw = dict(views=2, shard_size=3, families=["bench", "bottle", "mug"], spec=SMALL_PARTIAL)
+    a, b = tmp_path / "a", tmp_path / "b"
+    manifest = cache.build_partial_dataset(a, 2, 7, workers=1, **kw)
+    cache.build_partial_dataset(b, 2, 7, workers=2, **kw)
+    assert manifest["n_items"] == 4 and manifest["kind"] == "partial" and _shards(a) == ["shard_00000.npz", "shard_00001.npz"]
+    for name in _shards(a):
+        za, zb = np.load(a / name), np.load(b / name)
+        for k in za.files:
+            assert np.array_equal(za[k], zb[k]), (name, k)
+    # Item 3 is view 1 of shape 1, exactly as generated alone; a deleted shard comes back identically.
+    z = np.load(a / "shard_00001.npz")
+    alone = partial.generate_partial_item(7, 1, 1, ["bench", "bottle", "mug"], SMALL_PARTIAL)
+    assert int(z["index"][0]) == 1 and int(z["view"][0]) == 1
+    assert np.array_equal(z["inputs"][0], alone["inputs"]) and np.array_equal(z["occ"][0], alone["occ"])
+    ref = dict(z)
+    (a / "shard_00001.npz").unlink()
+    seen = []
+    cache.build_partial_dataset(a, 2, 7, workers=1, progress=lambda d, n: seen.append((d, n)), **kw)
+    assert seen[0] == (3, 4)
+    regen = np.load(a / "shard_00001.npz")
+    for k, v in ref.items():
+        assert np.array_equal(regen[k], v), k
+    with pytest.raises(InputError, match="other settings"):
+        cache.build_partial_dataset(a, 2, 8, workers=1, **kw)
+    # Reading: every view of the chosen shapes, queries with exact labels.
+    ds = cache.PartialDataset(a, n_query=64, near_fraction=0.5, shapes=[1])
+    assert len(ds) == 2
+    torch.manual_seed(0)
+    item = ds[1]
+    assert item["index"] == 1 and item["view"] == 1 and item["inputs"].shape == (400, 3)
+    assert item["points"].shape == (64, 3) and item["occ"].shape == (64,)
+    with pytest.raises(InputError, match="not a partial-cloud dataset"):
+        cache.PartialDataset(_plain_dataset(tmp_path))
+
+
+def _plain_dataset(tmp_path):
+    out = tmp_path / "plain"
+    cache.build_dataset(out, 1, 0, workers=1, families=["mug"], prepare_kwargs=dict(TINY, n_views=0))
+    return out

@@ -5,6 +5,7 @@
 - :mod:`occrecon.data.prepare`: per-shape occupancy samples, surface points, voxels, renders.
 - :mod:`occrecon.data.mesh_source`: the same preparation for the user's mesh files.
 - :mod:`occrecon.data.cache`: sharded, resumable, deterministic datasets and ``ShardDataset``.
+- :mod:`occrecon.data.partial`: degraded depth, partial clouds and their completion training items.
 
 Submodules are imported on demand (they pull in open3d and torch).
 """

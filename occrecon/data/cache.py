@@ -14,7 +14,9 @@ so that :class:`ShardDataset` can memory-map every array instead of reading it.
 
 Procedural rooms for the scene model use the same layout and machinery
 (:func:`build_room_dataset`), with variable-size point sets concatenated per
-shard, and are read as training crops by :class:`CropDataset`.
+shard, and are read as training crops by :class:`CropDataset`. So do partial
+clouds unprojected from degraded depth, for completion in the viewer-centred
+frame (:func:`build_partial_dataset`, read by :class:`PartialDataset`).
 """
 
 from __future__ import annotations
@@ -500,6 +502,147 @@ class ShardDataset(torch.utils.data.Dataset):
             item["camera_K"] = torch.from_numpy(K)
             item["camera_Rt"] = torch.from_numpy(np.array(sh["camera_Rt"][j, v], dtype=np.float32))
         return item
+
+
+# --------------------------------------------------------------------------------------
+# Partial clouds from depth (completion for a depth-first image model)
+# --------------------------------------------------------------------------------------
+def _build_partial_shard(job: tuple) -> tuple[int, int]:
+    """Worker entry point: generate and atomically write one shard of partial-cloud items."""
+    from occrecon.data import partial
+
+    out_dir, k, start, stop, seed, views, families, spec = job
+    spec = partial.partial_spec_from_dict(spec)
+    items = []
+    for shape in range(start // views, (stop - 1) // views + 1):
+        wanted = [v for v in range(views) if start <= shape * views + v < stop]
+        items += partial.generate_partial_items(seed, shape, wanted, families, spec)
+    _write_shard(out_dir, k, {key: np.stack([it[key] for it in items]) for key in items[0]})
+    return k, stop - start
+
+
+def build_partial_dataset(
+    out_dir: str | Path,
+    n_shapes: int,
+    seed: int,
+    *,
+    views: int = 4,
+    shard_size: int = 256,
+    workers: int = 2,
+    families: list[str] | None = None,
+    spec: Any = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Generate (or complete) a sharded dataset of partial-cloud items (:func:`occrecon.data.partial.partial_item`).
+
+    Item ``i`` is view ``i % views`` of shape ``i // views``, the shape
+    :func:`build_dataset` draws for the same ``seed`` (so the last shapes can be held out
+    as there), the view from its own seed alone: the data do not depend on the workers,
+    and an interrupted run resumes by generating only the missing shards, identically.
+    Read it with :class:`PartialDataset`.
+
+    Args:
+        out_dir: dataset folder (created).
+        n_shapes: number of shapes; the dataset holds ``n_shapes * views`` items.
+        seed: dataset seed (the shapes' and the views').
+        views: views per shape.
+        shard_size: items per shard.
+        workers: processes (spawned); 0 or 1 generates in this process.
+        families: procedural families to draw from (default: all).
+        spec: a :class:`occrecon.data.partial.PartialSpec` (default: its defaults).
+        progress: called as ``progress(items_done, n_items)`` after each shard.
+
+    Returns:
+        the manifest (also written to ``out_dir/manifest.json``).
+
+    Raises:
+        InputError: the folder holds a dataset with other settings, or the counts are not positive.
+    """
+    from occrecon.data import partial
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if n_shapes is None or n_shapes <= 0 or views <= 0:
+        raise InputError(None, "n_shapes and views must be positive numbers")
+    if families is not None:
+        unknown = sorted(set(families) - set(FAMILIES))
+        if unknown:
+            raise InputError(None, f"unknown shape families {unknown}; known: {sorted(FAMILIES)}")
+    n_items = int(n_shapes) * int(views)
+    manifest = {
+        "kind": "partial",
+        "partial_version": partial.PARTIAL_VERSION,
+        "generator_version": GENERATOR_VERSION,
+        "seed": int(seed),
+        "n_shapes": int(n_shapes),
+        "views": int(views),
+        "n_items": n_items,
+        "shard_size": int(shard_size),
+        "n_shards": (n_items + shard_size - 1) // shard_size,
+        "families": sorted(FAMILIES) if families is None else families,
+        "spec": partial.partial_spec_to_dict(spec if spec is not None else partial.PartialSpec()),
+    }
+    return _build_missing_shards(
+        out, manifest, n_items, _build_partial_shard,
+        lambda k, start, stop, recorded: (str(out), k, start, stop, int(seed), int(views), families, recorded["spec"]), workers, progress,
+    )
+
+
+class PartialDataset(torch.utils.data.Dataset):
+    """Training items of a partial-cloud dataset (:func:`build_partial_dataset`), memory-mapped as :class:`ShardDataset`.
+
+    Every item is a dict: ``inputs`` (n_points, 3) float32, the stored partial cloud in
+    its viewer-centred frame (the noise is the depth's own; nothing is added);
+    ``points`` (n_query, 3) float32 and ``occ`` (n_query,) float32, queries drawn from
+    the stored uniform and near-surface ones (``near_fraction`` of them near; 1e-4
+    jitter is not needed: labels are exact at the stored float32 points); ``index``
+    (shape), ``view``, ``family``.
+
+    Args:
+        root: dataset folder.
+        n_query: query points per item.
+        near_fraction: share of queries from the near-surface ones.
+        shapes: optional subset of *shape* indices (e.g. a validation split): every view
+            of those shapes.
+    """
+
+    def __init__(self, root: str | Path, *, n_query: int = 2048, near_fraction: float = 0.5, shapes: list[int] | np.ndarray | None = None):
+        self.root = Path(root)
+        self.manifest = read_manifest(root)
+        if self.manifest.get("kind") != "partial":
+            raise InputError(root, "not a partial-cloud dataset (build it with build_partial_dataset)")
+        self.n_query = int(n_query)
+        self.near_fraction = float(near_fraction)
+        views = int(self.manifest["views"])
+        shape_ids = _checked_indices(shapes, self.manifest["n_shapes"])
+        self.indices = (shape_ids[:, None] * views + np.arange(views)[None]).reshape(-1)
+        self.n_uniform = int(self.manifest["spec"]["n_uniform"])
+        self._shards: dict[int, dict[str, np.ndarray]] = {}
+
+    __getstate__ = ShardDataset.__getstate__
+    _shard = ShardDataset._shard
+    _rng = ShardDataset._rng
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, idx: int) -> dict[str, Any]:
+        i = int(self.indices[idx])
+        size = self.manifest["shard_size"]
+        sh = self._shard(i // size)
+        j = i % size
+        rng = self._rng()
+        pts, occ = sh["points"][j], sh["occ"][j]
+        n_near = int(round(self.n_query * self.near_fraction)) if len(pts) > self.n_uniform else 0
+        sel = np.concatenate([rng.integers(0, self.n_uniform, self.n_query - n_near), rng.integers(self.n_uniform, len(pts), n_near)])
+        return {
+            "inputs": torch.from_numpy(np.array(sh["inputs"][j], dtype=np.float32)),
+            "points": torch.from_numpy(np.asarray(pts[sel], dtype=np.float32)),
+            "occ": torch.from_numpy(np.asarray(occ[sel], dtype=np.float32)),
+            "index": int(sh["index"][j]),
+            "view": int(sh["view"][j]),
+            "family": str(sh["family"][j]),
+        }
 
 
 # --------------------------------------------------------------------------------------

@@ -15,7 +15,10 @@ closed by construction; it is used for surface samples and rendering only.
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
+from typing import Any
 
 import mcubes
 import numpy as np
@@ -289,6 +292,7 @@ def render_views(
     image_size: int = 137,
     face_tags: "callable | None" = None,
     style: RenderStyle = RenderStyle(),
+    depth: bool = False,
 ) -> dict[str, np.ndarray]:
     """Shaded renders of ``mesh`` on white from random viewpoints (open3d ray casting).
 
@@ -305,11 +309,23 @@ def render_views(
         image_size: output side S in pixels.
         face_tags: optional ``f(face_ids (k,)) -> tags (k,)`` giving each hit face's part tag.
         style: camera/appearance ranges.
+        depth: also return each view's true depth and mask. They come from one more ray
+            per pixel, through its centre, which draws nothing from ``rng``: the other
+            outputs, and everything drawn from ``rng`` afterwards, are the same with or
+            without them.
 
     Returns:
         ``images`` (V, S, S, 3) uint8; ``camera_K`` (V, 3, 3) float32 intrinsics in pixels
         (pixel i spans [i, i+1)); ``camera_Rt`` (V, 3, 4) float32 canonical-to-camera
         (OpenCV axes); ``camera_view`` (V, 3) float32 azimuth deg, elevation deg, distance.
+        With ``depth``: ``depth`` (V, S, S) float32, the z (OpenCV camera frame, canonical
+        units; not the distance along the ray) of the surface seen through each pixel
+        centre, 0 where the centre ray misses (background: 0 rather than inf, as depth
+        sensors and their files mark "no reading", and safe in arithmetic); ``mask``
+        (V, S, S) bool, the pixels whose centre ray hits (exactly ``depth > 0``). The mask
+        is the geometric silhouette at pixel centres; the image's antialiased edge pixels
+        may be partly covered without being in it. :func:`occrecon.camera.unproject`
+        turns a view's depth into surface points.
     """
     import open3d as o3d  # here, not at the top: point/voxel-only data generates without it
 
@@ -330,54 +346,19 @@ def render_views(
     Ks = np.zeros((n_views, 3, 3), np.float32)
     Rts = np.zeros((n_views, 3, 4), np.float32)
     views = np.zeros((n_views, 3), np.float32)
+    depths = np.zeros((n_views, S, S), np.float32) if depth else None
     pix = (np.arange(S * ss) + 0.5) / ss
     uu, vv = np.meshgrid(pix, pix)  # (S*ss, S*ss): uu = column, vv = row
     for k in range(n_views):
-        az = rng.uniform(0, 2 * np.pi)
-        el = np.radians(rng.uniform(*style.elevation_deg))
-        target = rng.uniform(*style.fill)
-        dist = 2.0
-        # Extent scales ~1/distance under perspective; two fixed-point steps suffice.
-        for _ in range(3):
-            rot, trans = look_at(az, el, dist)
-            uv = _project(vsub, rot, trans, f)
-            ext = float(np.max(uv.max(0) - uv.min(0))) / S
-            dist *= ext / target
-        rot, trans = look_at(az, el, dist)
-        uv = _project(verts, rot, trans, f)
-        mid = (uv.max(0) + uv.min(0)) / 2
-        cx, cy = S / 2 - mid[0], S / 2 - mid[1]
-        K = np.array([[f, 0, cx], [0, f, cy], [0, 0, 1]])
-        # Only rays inside the object's 2D box (plus a pixel) can hit; the rest is background.
-        u0, v0 = uv.min(0) + (cx, cy) - 1.0
-        u1, v1 = uv.max(0) + (cx, cy) + 1.0
+        az, el, dist, rot, trans, K, (u0, v0, u1, v1) = _place_camera(verts, vsub, f, S, style, rng)
+        cx, cy = K[0, 2], K[1, 2]
         cand = np.flatnonzero(((uu >= u0) & (uu <= u1) & (vv >= v0) & (vv <= v1)).reshape(-1))
         dirs_cam = np.stack([(uu.reshape(-1)[cand] - cx) / f, (vv.reshape(-1)[cand] - cy) / f, np.ones(len(cand))], -1)
         dirs = mat3(dirs_cam, rot)  # camera -> world (rot is orthonormal)
         dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
         origin = -rot.T @ trans
         rays = np.concatenate([np.broadcast_to(origin, dirs.shape), dirs], 1).astype(np.float32)
-        hit = scene.cast_rays(o3d.core.Tensor(rays))
-        t_hit = hit["t_hit"].numpy()
-        ok = np.isfinite(t_hit)
-        rgb_c = np.ones((len(rays), 3))
-        if ok.any():
-            n = hit["primitive_normals"].numpy()[ok].astype(np.float64)
-            d = dirs[ok]
-            n *= np.where(np.einsum("ij,ij->i", n, d) > 0, -1.0, 1.0)[:, None]  # face the camera
-            fid = hit["primitive_ids"].numpy()[ok].astype(np.int64)
-            tags = np.zeros(len(fid), np.int64) if face_tags is None else np.clip(face_tags(fid), 0, 2)
-            base = palette[tags]
-            key_cam = np.array([rng.uniform(-1, 1), -rng.uniform(0.3, 1.2), -rng.uniform(0.3, 1.0)])
-            key = rot.T @ (key_cam / np.linalg.norm(key_cam))
-            fill_l = rot.T @ np.array([-key_cam[0], -0.2, -1.0]) / np.linalg.norm([key_cam[0], 0.2, 1.0])
-            amb = rng.uniform(0.3, 0.5)
-            kd = rng.uniform(0.5, 0.8)
-            lam = np.clip(dot3(n, key), 0, None) * kd + np.clip(dot3(n, fill_l), 0, None) * 0.25
-            half_v = key - d
-            half_v /= np.linalg.norm(half_v, axis=1, keepdims=True)
-            spec = rng.uniform(0.0, 0.25) * np.clip(np.einsum("ij,ij->i", n, half_v), 0, None) ** 30
-            rgb_c[ok] = np.clip(base * (amb + lam)[:, None] + spec[:, None], 0, 1)
+        rgb_c = _shade(scene.cast_rays(o3d.core.Tensor(rays)), dirs, rot, palette, face_tags, rng)
         rgb = np.ones((uu.size, 3))
         rgb[cand] = rgb_c
         img = rgb.reshape(S, ss, S, ss, 3).mean(axis=(1, 3))
@@ -385,33 +366,107 @@ def render_views(
         Ks[k] = K
         Rts[k] = np.concatenate([rot, trans[:, None]], 1)
         views[k] = (np.degrees(az), np.degrees(el), dist)
-    return {"images": images, "camera_K": Ks, "camera_Rt": Rts, "camera_view": views}
+        if depths is not None:
+            depths[k] = _centre_depth(scene, rot, trans, K, S, (u0, v0, u1, v1))
+    out = {"images": images, "camera_K": Ks, "camera_Rt": Rts, "camera_view": views}
+    if depths is not None:
+        out["depth"] = depths
+        out["mask"] = depths > 0
+    return out
+
+
+def _place_camera(verts: np.ndarray, vsub: np.ndarray, f: float, S: int, style: RenderStyle, rng: np.random.Generator) -> tuple:
+    """A random view of the object: (azimuth, elevation, distance, rotation, translation, K, 2D box).
+
+    The distance makes the object's 2D box fill a random share of the frame, and the
+    principal point is shifted so that box is centred. The box (u0, v0, u1, v1) is the
+    object's projection plus a pixel: only rays inside it can hit.
+    """
+    az = rng.uniform(0, 2 * np.pi)
+    el = np.radians(rng.uniform(*style.elevation_deg))
+    target = rng.uniform(*style.fill)
+    dist = 2.0
+    # Extent scales ~1/distance under perspective; two fixed-point steps suffice.
+    for _ in range(3):
+        rot, trans = look_at(az, el, dist)
+        uv = _project(vsub, rot, trans, f)
+        ext = float(np.max(uv.max(0) - uv.min(0))) / S
+        dist *= ext / target
+    rot, trans = look_at(az, el, dist)
+    uv = _project(verts, rot, trans, f)
+    mid = (uv.max(0) + uv.min(0)) / 2
+    cx, cy = S / 2 - mid[0], S / 2 - mid[1]
+    K = np.array([[f, 0, cx], [0, f, cy], [0, 0, 1]])
+    u0, v0 = uv.min(0) + (cx, cy) - 1.0
+    u1, v1 = uv.max(0) + (cx, cy) + 1.0
+    return az, el, dist, rot, trans, K, (u0, v0, u1, v1)
+
+
+def _shade(hit: dict, dirs: np.ndarray, rot: np.ndarray, palette: np.ndarray, face_tags: "callable | None", rng: np.random.Generator) -> np.ndarray:
+    """(n, 3) colours of n rays: white where they miss; ambient + two Lambert lights + a little
+    Blinn-Phong specular where they hit, each part in its palette colour. The lights are drawn
+    from ``rng`` only when a ray hits (the draw order every cached dataset was made with)."""
+    t_hit = hit["t_hit"].numpy()
+    ok = np.isfinite(t_hit)
+    rgb_c = np.ones((len(dirs), 3))
+    if not ok.any():
+        return rgb_c
+    n = hit["primitive_normals"].numpy()[ok].astype(np.float64)
+    d = dirs[ok]
+    n *= np.where(np.einsum("ij,ij->i", n, d) > 0, -1.0, 1.0)[:, None]  # face the camera
+    fid = hit["primitive_ids"].numpy()[ok].astype(np.int64)
+    tags = np.zeros(len(fid), np.int64) if face_tags is None else np.clip(face_tags(fid), 0, 2)
+    base = palette[tags]
+    key_cam = np.array([rng.uniform(-1, 1), -rng.uniform(0.3, 1.2), -rng.uniform(0.3, 1.0)])
+    key = rot.T @ (key_cam / np.linalg.norm(key_cam))
+    fill_l = rot.T @ np.array([-key_cam[0], -0.2, -1.0]) / np.linalg.norm([key_cam[0], 0.2, 1.0])
+    amb = rng.uniform(0.3, 0.5)
+    kd = rng.uniform(0.5, 0.8)
+    lam = np.clip(dot3(n, key), 0, None) * kd + np.clip(dot3(n, fill_l), 0, None) * 0.25
+    half_v = key - d
+    half_v /= np.linalg.norm(half_v, axis=1, keepdims=True)
+    spec = rng.uniform(0.0, 0.25) * np.clip(np.einsum("ij,ij->i", n, half_v), 0, None) ** 30
+    rgb_c[ok] = np.clip(base * (amb + lam)[:, None] + spec[:, None], 0, 1)
+    return rgb_c
+
+
+def _centre_depth(scene, rot: np.ndarray, trans: np.ndarray, K: np.ndarray, S: int, box: tuple[float, float, float, float]) -> np.ndarray:
+    """(S, S) float32 camera-frame z of the surface through each pixel centre, 0 where the ray misses.
+
+    Only pixel centres inside ``box`` (u0, v0, u1, v1: the object's 2D box plus a pixel)
+    are cast; the others cannot hit.
+    """
+    import open3d as o3d
+
+    f, cx, cy = float(K[0, 0]), float(K[0, 2]), float(K[1, 2])
+    u0, v0, u1, v1 = box
+    centres = np.arange(S) + 0.5
+    cols = np.flatnonzero((centres >= u0) & (centres <= u1))
+    rows = np.flatnonzero((centres >= v0) & (centres <= v1))
+    out = np.zeros((S, S), np.float32)
+    if len(cols) == 0 or len(rows) == 0:
+        return out
+    uu, vv = np.meshgrid(centres[cols], centres[rows])
+    dirs_cam = np.stack([(uu.reshape(-1) - cx) / f, (vv.reshape(-1) - cy) / f, np.ones(uu.size)], -1)
+    norm = np.linalg.norm(dirs_cam, axis=1)
+    dirs = mat3(dirs_cam / norm[:, None], rot)  # unit directions in the canonical frame
+    origin = -rot.T @ trans
+    rays = np.concatenate([np.broadcast_to(origin, dirs.shape), dirs], 1).astype(np.float32)
+    t_hit = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy().astype(np.float64)
+    # A unit ray's parameter is the distance along it; z is that distance over the length of (x/z, y/z, 1).
+    z = np.where(np.isfinite(t_hit), t_hit / norm, 0.0)
+    out[np.ix_(rows, cols)] = z.reshape(len(rows), len(cols))
+    return out
 
 
 # --------------------------------------------------------------------------------------
 # Everything for one shape
 # --------------------------------------------------------------------------------------
-def prepare_sample(
-    shape: Shape,
-    rng: np.random.Generator,
-    *,
-    n_uniform: int = 100_000,
-    n_near: int = 50_000,
-    n_surface: int = 100_000,
-    voxel_res: int = 32,
-    n_views: int = 4,
-    image_size: int = 137,
-    mesh_cells: int = MESH_CELLS_PER_UNIT,
-    mesh: trimesh.Trimesh | None = None,
-    renormalize: bool = True,
-    renormalize_tol: float = 5e-3,
-    style: RenderStyle = RenderStyle(),
-) -> dict[str, np.ndarray]:
-    """All training data for one canonical-frame shape.
+@dataclass(frozen=True)
+class ShapeSampling:
+    """How much training data one shape gets, and how it is rendered.
 
-    Args:
-        shape: shape in the canonical frame; its SDF sign defines occupancy.
-        rng: random generator (the only source of randomness, so results are reproducible).
+    Attributes:
         n_uniform: uniform occupancy samples in [-0.55, 0.55]^3 (upstream: 100k).
         n_near: near-surface occupancy samples (surface + N(0, 0.01) / N(0, 0.04)).
         n_surface: surface samples with normals (upstream: 100k).
@@ -420,12 +475,44 @@ def prepare_sample(
         image_size: render side S (Choy: 137).
         mesh_cells: marching-cubes lattice cells per unit length (128 gives 144 cells over
             the padded box, aligned with the voxel cells).
-        mesh: surface to use instead of extracting one (user meshes; then ``shape`` only
-            supplies occupancy and voxels).
         renormalize: measure the bounding box on the extracted mesh and, if it is off the
             canonical frame by more than ``renormalize_tol``, rescale/recentre the shape first.
         renormalize_tol: tolerance of that check.
         style: render ranges.
+        depth: also store each view's ``depth`` and ``mask`` (see :func:`render_views`);
+            every other array is the same with or without them.
+    """
+
+    n_uniform: int = 100_000
+    n_near: int = 50_000
+    n_surface: int = 100_000
+    voxel_res: int = 32
+    n_views: int = 4
+    image_size: int = 137
+    mesh_cells: int = MESH_CELLS_PER_UNIT
+    renormalize: bool = True
+    renormalize_tol: float = 5e-3
+    style: RenderStyle = RenderStyle()
+    depth: bool = False
+
+
+def prepare_sample(
+    shape: Shape,
+    rng: np.random.Generator,
+    sampling: ShapeSampling | None = None,
+    *,
+    mesh: trimesh.Trimesh | None = None,
+    **changes: Any,
+) -> dict[str, np.ndarray]:
+    """All training data for one canonical-frame shape.
+
+    Args:
+        shape: shape in the canonical frame; its SDF sign defines occupancy.
+        rng: random generator (the only source of randomness, so results are reproducible).
+        sampling: sample counts, voxels and renders (default :class:`ShapeSampling`).
+        mesh: surface to use instead of extracting one (user meshes; then ``shape`` only
+            supplies occupancy and voxels).
+        changes: fields of :class:`ShapeSampling` to change (``n_views=0``...).
 
     Returns:
         dict of numpy arrays:
@@ -434,15 +521,19 @@ def prepare_sample(
         ``surface_points``, ``surface_normals`` (n_surface, 3) float16;
         ``voxels`` (R, R, R) bool, [x, y, z], ONet cell centres -0.5 + (i+0.5)/R;
         ``images`` (V, S, S, 3) uint8 on white; ``camera_K`` (V, 3, 3), ``camera_Rt`` (V, 3, 4),
-        ``camera_view`` (V, 3) float32 (see :func:`render_views`).
+        ``camera_view`` (V, 3) float32 (see :func:`render_views`); with ``depth``, ``depth``
+        (V, S, S) float32 (0: background) and ``mask`` (V, S, S) bool.
     """
+    settings = dataclasses.replace(sampling or ShapeSampling(), **changes)
+    n_uniform, n_near, n_surface, voxel_res = settings.n_uniform, settings.n_near, settings.n_surface, settings.voxel_res
+    n_views, mesh_cells = settings.n_views, settings.mesh_cells
     vox = None
     if mesh is None:
         cached = getattr(shape, "lattice", None)
         if cached is not None and cached.cells == mesh_cells:
             lat = cached  # computed by canonicalize(); no need to evaluate the SDF again
         else:
-            lat = canonical_lattice(shape, mesh_cells, renormalize_tol if renormalize else None)
+            lat = canonical_lattice(shape, mesh_cells, settings.renormalize_tol if settings.renormalize else None)
         shape, surf_mesh = lat.shape, lat.mesh
         if mesh_cells % voxel_res == 0:
             vox = voxels_from_lattice(lat.grid, voxel_res, mesh_cells)
@@ -474,7 +565,7 @@ def prepare_sample(
                 u, inv = np.unique(fid, return_inverse=True)
                 return shape.sdf_tags(centroids[u])[1][inv]
 
-        out.update(render_views(surf_mesh, rng, n_views, image_size, tagger, style))
+        out.update(render_views(surf_mesh, rng, n_views, settings.image_size, tagger, settings.style, depth=settings.depth))
     return out
 
 
