@@ -34,7 +34,8 @@ INPUT_KINDS = ("image", "points", "voxels", "none")
 FORMAT_VERSION = 1
 
 DEFAULT_MARGIN = 0.2
-"""Image preprocessing: the blank border around the object's box, as a share of the crop side."""
+"""Image preprocessing: blank space on each side of the object, as a share of the output side
+(the object's longer side fills 1 - 2 * margin = 60 % of the frame)."""
 
 # ---------------------------------------------------------------------------------------
 # Limits: the largest values a config or an option may ask for. They bound what one

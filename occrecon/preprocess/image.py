@@ -29,6 +29,7 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
+from occrecon.config import DEFAULT_MARGIN
 from occrecon.errors import InputError
 from occrecon.frames import FrameTransform
 from occrecon.io.readers import _downscaled_size, normalise_image_mode, read_mask
@@ -38,9 +39,9 @@ from .segment import grabcut_photo
 
 __all__ = ["prepare_image", "estimate_background", "DEFAULT_MARGIN", "BACKGROUNDS"]
 
-#: Blank space on each side of the object, as a fraction of the output side
-#: (the object's longer side fills 1 - 2 * margin = 60 % of the frame).
-DEFAULT_MARGIN = 0.2
+# DEFAULT_MARGIN (occrecon.config): blank space on each side of the object, as a fraction of the
+# output side (the object's longer side fills 1 - 2 * margin = 60 % of the frame).
+
 #: ``auto``: alpha if informative, else border colour; ``alpha``: alpha only;
 #: ``border``: border colour even if there is alpha; ``none``: whole image is the object.
 BACKGROUNDS = ("auto", "alpha", "border", "none")
