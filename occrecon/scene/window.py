@@ -502,14 +502,6 @@ class _Window:
         self.timings["marching_cubes"] += time.perf_counter() - tick
 
 
-def count_crops(model: OccupancyModel, points: np.ndarray, settings: SceneSettings, units: str | LinearUnits | None, voxel_size: float | None, up: str | None) -> int:
-    """How many crops the sliding window would run on ``points`` (the plan alone: no network)."""
-    _, model_points = scene_frame(np.asarray(points, dtype=np.float64), settings, units, voxel_size, up)
-    grid = plan_crops(model_points, settings.query_size, margin=settings.border_voxels * settings.unit_size)
-    reach = max(settings.refine_margin_voxels, settings.trim_voxels or 0.0) * settings.unit_size
-    return len(grid.crops_near(model_points, reach))
-
-
 def reconstruct_scene(
     model: OccupancyModel,
     points: np.ndarray,
