@@ -7,7 +7,13 @@ For every mesh, normalised to the unit frame (bounding-box centre, longest side 
            none of its own), against Open3D screened Poisson on the same points
            (normals estimated and consistently oriented);
 * voxels:  the bundled voxels model on the mesh's solid 32³ grid, against
-           marching cubes of that grid;
+           marching cubes of that grid; the grid made by both fill rules: a cell
+           filled when any part of it is inside (binvox's rule, ShapeNet's: the
+           ``voxels`` columns) and when its centre is (``mesh.contains(centres)``:
+           the ``_centre`` columns), the latter read with ``--fill-rule centre``
+           and, as before that option, as a binvox-rule grid (``_as_any``);
+           ``--fill-rule auto``'s choice is printed per grid, and its means
+           (which reuse the run of the rule it chose);
 * image:   the bundled image model on renders of the mesh in the canonical pose:
            ``--image-views`` (8) views per mesh, each mesh with viewpoints and
            colours of its own (seeded by its file name), scored as the mean
@@ -165,6 +171,49 @@ def solid_voxels(mesh: trimesh.Trimesh, res: int = 32, sub: int = 5, solid: np.n
     return filled_inside_mask(mesh, points, solid=solid).reshape(res, res, res, -1).any(axis=-1)
 
 
+def centre_voxels(mesh: trimesh.Trimesh, res: int = 32, solid: np.ndarray | None = None) -> np.ndarray:
+    """(res, res, res) bool over [-0.5, 0.5]³ by the centre rule: a cell is occupied when its centre is inside, as ``mesh.contains(centres)`` makes it."""
+    centres = (np.arange(res) + 0.5) / res - 0.5
+    points = np.stack(np.meshgrid(centres, centres, centres, indexing="ij"), -1).reshape(-1, 3)
+    return filled_inside_mask(mesh, points, solid=solid).reshape(res, res, res)
+
+
+def voxel_model_mesh(model, grid: np.ndarray, fill_rule: str) -> trimesh.Trimesh | None:
+    """The model's mesh of a 32³ grid over the unit cube, read by ``fill_rule``, in the unit frame (None where it finds no surface)."""
+    pred = or_empty(lambda: occrecon.reconstruct(model, "voxels", grid.astype(np.float32), fill_rule=fill_rule).mesh)
+    if pred is not None:
+        # A plain array is read in voxel-index units: map it back to the unit frame.
+        pred.apply_scale(1.0 / grid.shape[0])
+        pred.apply_translation([-0.5, -0.5, -0.5])
+    return pred
+
+
+VOXEL_RUNS = {"voxels": ("any", "any"), "voxels_centre": ("centre", "centre"), "voxels_centre_as_any": ("centre", "any")}
+"""Column -> (the rule the grid was made by, the ``--fill-rule`` it is read with)."""
+
+
+def voxel_rows(model, gt: trimesh.Trimesh, solid: np.ndarray, truth: tuple) -> dict:
+    """The voxels columns of one mesh: the model on its grid by either fill rule, marching cubes of each, and ``auto``'s choices."""
+    from occrecon.preprocess.voxels import detect_fill_rule
+
+    gt_points, gt_inside, iou_points = truth
+    grids = {"any": solid_voxels(gt, 32, solid=solid), "centre": centre_voxels(gt, 32, solid=solid)}
+    row: dict = {"seconds": {}, "auto_rule": {rule: detect_fill_rule(grid)[0] for rule, grid in grids.items()}}
+    for column, (made, read) in VOXEL_RUNS.items():
+        start = time.perf_counter()
+        pred = voxel_model_mesh(model, grids[made], read)
+        row["seconds"][column] = time.perf_counter() - start
+        row[column] = scores(pred, gt_points, gt_inside, iou_points)
+    row["voxel_mc"] = scores(voxel_mesh(grids["any"]), gt_points, gt_inside, iou_points)
+    row["voxel_mc_centre"] = scores(voxel_mesh(grids["centre"]), gt_points, gt_inside, iou_points)
+    # --fill-rule auto: the run of the rule it chose, made here only where that is no other column's.
+    row["voxels_centre_auto"] = row["voxels_centre" if row["auto_rule"]["centre"] == "centre" else "voxels_centre_as_any"]
+    row["voxels_auto"] = row["voxels"]
+    if row["auto_rule"]["any"] == "centre":
+        row["voxels_auto"] = scores(voxel_model_mesh(model, grids["any"], "centre"), gt_points, gt_inside, iou_points)
+    return row
+
+
 def or_empty(reconstruct: Callable[[], trimesh.Trimesh]) -> trimesh.Trimesh | None:
     """The reconstruction, or None (scored as an empty prediction) where the model finds no surface above its threshold."""
     try:
@@ -231,7 +280,7 @@ def main() -> int:
         models["voxels"] = occrecon.load_model(args.voxels_model, args.device)
     if "image" in tasks:
         models["image"] = occrecon.load_model(args.image_model, args.device)
-    methods = {"points": ["points", "poisson"], "voxels": ["voxels", "voxel_mc"], "image": ["image"]}
+    methods = {"points": ["points", "poisson"], "voxels": ["voxels", "voxel_mc", "voxels_centre", "voxels_centre_as_any", "voxel_mc_centre"], "image": ["image"]}
     columns = [m for t in tasks for m in methods[t]]
     print("models: " + ", ".join(f"{t}={m.name}" for t, m in models.items()))
     print(f"{'mesh':28} " + " ".join(f"{c + ' IoU/CD/F':>26}" for c in columns))
@@ -270,16 +319,9 @@ def main() -> int:
                 print(f"  poisson failed on {path.name}: {exc}", file=sys.stderr)
                 row["poisson"] = scores(None, gt_points, gt_inside, iou_points)
         if "voxels" in tasks:
-            grid = solid_voxels(gt, 32, solid=solid)
-            start = time.perf_counter()
-            pred = or_empty(lambda: occrecon.reconstruct_voxels(models["voxels"], grid.astype(np.float32)))
-            row["seconds"]["voxels"] = time.perf_counter() - start
-            if pred is not None:
-                # A plain array is read in voxel-index units: map it back to the unit frame.
-                pred.apply_scale(1.0 / 32)
-                pred.apply_translation([-0.5, -0.5, -0.5])
-            row["voxels"] = scores(pred, gt_points, gt_inside, iou_points)
-            row["voxel_mc"] = scores(voxel_mesh(grid), gt_points, gt_inside, iou_points)
+            voxels = voxel_rows(models["voxels"], gt, solid, (gt_points, gt_inside, iou_points))
+            row["seconds"].update(voxels.pop("seconds"))
+            row.update(voxels)
         if "image" in tasks:
             renders = render_views(gt, image_rng(path.name, args.shared_view), n_views=args.image_views, image_size=224)
             per_view, seconds = [], []
@@ -293,7 +335,8 @@ def main() -> int:
             row["image_views"] = per_view
         rows.append(row)
         mark = ("" if closed else "*") + ("+" if row.get("buried_area", 0.0) > 0.01 else "")
-        print(f"{path.name + mark:28} " + " ".join(_cells(row[c]) for c in columns), flush=True)
+        auto = f"  auto: {row['auto_rule']['any']}, {row['auto_rule']['centre']}" if "auto_rule" in row else ""
+        print(f"{path.name + mark:28} " + " ".join(_cells(row[c]) for c in columns) + auto, flush=True)
 
     mean = {c: {k: _mean([r[c][k] for r in rows]) for k in ("iou", "chamfer_l1", "f_score_1")} for c in columns}
     n_iou = sum(r["has_inside"] for r in rows)
@@ -303,6 +346,7 @@ def main() -> int:
         print(f"points vs Poisson: F@1% ratio {mean['points']['f_score_1'] / max(mean['poisson']['f_score_1'], 1e-9):.2f}, IoU ratio {mean['points']['iou'] / max(mean['poisson']['iou'], 1e-9):.2f}")
     if "voxels" in tasks:
         print(f"voxels vs marching cubes of the input: IoU {mean['voxels']['iou'] - mean['voxel_mc']['iou']:+.3f}")
+        print_fill_rules(rows, mean)
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "mean": mean, "models": {t: m.name for t, m in models.items()}}, indent=1), encoding="utf-8")
     if args.update_cards:
@@ -310,10 +354,25 @@ def main() -> int:
     return 0
 
 
+def print_fill_rules(rows: list[dict], mean: dict) -> None:
+    """The centre-rule grids' figures beside the binvox-rule ones, and what ``--fill-rule auto`` gives on each."""
+    for key in ("voxels", "voxels_centre_as_any", "voxels_centre", "voxel_mc_centre", "voxels_auto", "voxels_centre_auto"):
+        score = {k: _mean([r[key][k] for r in rows]) for k in ("iou", "chamfer_l1", "f_score_1")}
+        iou = "–" if score["iou"] is None else f"{score['iou']:.3f}"
+        print(f"  {key:22} IoU {iou}, Chamfer-L1 {score['chamfer_l1']:.4f}, F@1% {score['f_score_1']:.3f}")
+    for made in ("any", "centre"):
+        print(f"  --fill-rule auto read {sum(r['auto_rule'][made] == 'centre' for r in rows)} of the {len(rows)} {made}-rule grids as centre-rule")
+
+
 _BASELINES = {"points": ("poisson", "Open3D screened Poisson (depth 8, normals estimated and oriented; distances on the 2%-density-trimmed surface, IoU on the untrimmed one) on the same points"), "voxels": ("voxel_mc", "marching cubes of the 32³ input grid")}
+_CENTRE_RULE_ROWS = {
+    "voxels_centre": "{model}, centre-rule grid, `--fill-rule centre`",
+    "voxels_centre_as_any": "{model}, centre-rule grid read as binvox's (`--fill-rule any`)",
+    "voxel_mc_centre": "marching cubes of the centre-rule grid",
+}
 _SETUPS = {
     "points": "3000 surface points with Gaussian noise σ = 0.005 (unit-cube units), added once: the model adds none of its own",
-    "voxels": "the mesh's solid 32³ voxel grid",
+    "voxels": "the mesh's solid 32³ voxel grid, a cell filled when any part of it is inside (binvox's rule); the centre-rule rows fill a cell when its centre is inside",
     "image": "{views} 224² renders of the mesh from viewpoints of its own (azimuth uniform, elevation 20-35°; colours and lighting drawn per mesh; seeded by its file name), each mesh scoring the mean over its views",
     "image_shared": "one 224² render of the mesh, every mesh from the same viewpoint (azimuth 102°, elevation 30°) in the same colours",
 }
@@ -359,6 +418,9 @@ def update_cards(
         if task in _BASELINES:
             key, label = _BASELINES[task]
             lines.append(f"| {label} | {mean[key]['iou']:.3f} | {mean[key]['chamfer_l1']:.4f} | {mean[key]['f_score_1']:.3f} |")
+        if task == "voxels":
+            for key, label in _CENTRE_RULE_ROWS.items():
+                lines.append(f"| {label.format(model=model.name)} | {mean[key]['iou']:.3f} | {mean[key]['chamfer_l1']:.4f} | {mean[key]['f_score_1']:.3f} |")
         seconds = [r["seconds"][task] for r in rows if task in r["seconds"]]
         gen = model.generation
         final = gen.resolution * 2**gen.upsampling_steps

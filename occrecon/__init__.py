@@ -32,6 +32,7 @@ _EXPORTS = {
     "list_models": "occrecon.registry",
     "sample": "occrecon.sampling",
     "tune_cpu_allocator": "occrecon.allocator",
+    "set_threads": "occrecon.threads",
 }
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
         reconstruct_voxels,
     )
     from occrecon.registry import list_models
+    from occrecon.threads import set_threads
 
 
 __getattr__ = lazy_getattr(__name__, globals(), _EXPORTS)
@@ -73,5 +75,6 @@ __all__ = [
     "reconstruct_points",
     "reconstruct_voxels",
     "save_model_folder",
+    "set_threads",
     "tune_cpu_allocator",
 ]

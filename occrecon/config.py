@@ -30,6 +30,11 @@ TASKS = ("image", "points", "voxels", "scene", "unconditional")
 """What a model reconstructs from (``scene``: point clouds through the sliding window)."""
 
 INPUT_KINDS = ("image", "points", "voxels", "none")
+MISE_RULES = ("occrecon", "upstream")
+"""Whose MISE refines the lattice: occrecon's, or upstream's rule reproduced exactly."""
+OUTPUT_FRAMES = ("canonical", "viewer")
+"""An image model's output frame: the object's own (upright, facing +z: ONet) or the camera's
+(x right, y up in the image, z towards the viewer: the depth-first model)."""
 
 FORMAT_VERSION = 1
 
@@ -137,6 +142,7 @@ class GenerationDefaults:
         winding_prior: add the winding-number prior of an object cloud's points.
         anchor_points: MISE subdivides every coarse cell near an object cloud's points.
         use_sampling: unconditional models: upstream draws z at generation time.
+        mise_rule: ``occrecon`` (occrecon's MISE) or ``upstream`` (upstream's rule, exactly); see ``--mise``.
     """
 
     threshold: float = 0.2
@@ -150,6 +156,7 @@ class GenerationDefaults:
     winding_prior: bool = False
     anchor_points: bool = False
     use_sampling: bool = False
+    mise_rule: str = "occrecon"
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "generation") -> "GenerationDefaults":
@@ -162,6 +169,8 @@ class GenerationDefaults:
                 values[name] = value
             elif name == "simplify_faces" and value is None:
                 values[name] = None
+            elif name == "mise_rule":
+                values[name] = _check_choice(where, name, value, MISE_RULES)
             else:
                 values[name] = check_generation_value(where, name, value)
         made = cls(**values)
@@ -219,6 +228,7 @@ class InputSpec:
         render_size: side in pixels the object is rendered at before resizing (None: as given).
         resolution: voxel grid side.
         convention: ``cell_centre`` (ONet) or ``linspace`` (ConvONet): where a voxel's centre lies.
+        frame: an image model's output frame, one of :data:`OUTPUT_FRAMES`.
     """
 
     kind: str
@@ -231,6 +241,7 @@ class InputSpec:
     render_size: int | None = None
     resolution: int = 32
     convention: str = "cell_centre"
+    frame: str = "canonical"
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "input") -> "InputSpec":
@@ -254,12 +265,14 @@ class InputSpec:
             values["resolution"] = check_number(where, "resolution", data["resolution"], low=2, high=MAX_GRID_RESOLUTION, integer=True)
         if "convention" in data:
             values["convention"] = _check_choice(where, "convention", data["convention"], ("cell_centre", "linspace"))
+        if "frame" in data:
+            values["frame"] = _check_choice(where, "frame", data["frame"], OUTPUT_FRAMES)
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
         """The keys that matter for this kind of input, as config files have always held them."""
         keys = {
-            "image": ("image_size", "margin", "background", "render_size"),
+            "image": ("image_size", "margin", "background", "render_size", "frame"),
             "points": ("n_points", "noise", "normalize"),
             "voxels": ("resolution", "convention"),
         }.get(self.kind, ())
@@ -352,6 +365,8 @@ def check_architecture(data: Any, where: str = "architecture") -> dict[str, Any]
     """
     block = _check_mapping(where, "architecture", data)
     assert block is not None
+    if block.get("method") == "depthfirst":
+        return _check_depthfirst(block, where)
     _check_choice(where, "architecture.method", block.get("method"), _METHODS)
     for key in ("encoder", "decoder", "encoder_latent"):
         _check_text(where, f"architecture.{key}", block.get(key), optional=True)
@@ -360,6 +375,25 @@ def check_architecture(data: Any, where: str = "architecture") -> dict[str, Any]
     _check_sizes(where, "architecture", block)
     if "padding" in block:
         check_number(where, "architecture.padding", block["padding"], low=0.0, high=1.0)
+    return block
+
+
+def _check_depthfirst(block: dict[str, Any], where: str) -> dict[str, Any]:
+    """The two-stage image model's block: a point-map network's widths and a completion architecture (not itself two-stage)."""
+    pointmap = _check_mapping(where, "architecture.pointmap", block.get("pointmap", {})) or {}
+    widths = pointmap.get("widths", [128, 96, 64, 48, 32])
+    if not isinstance(widths, list) or len(widths) != 5:
+        raise InvalidModelFolderError(f"{where}: architecture.pointmap.widths must list 5 channel counts")
+    for width in widths:
+        check_number(where, "architecture.pointmap.widths", width, low=1, high=MAX_WIDTH, integer=True)
+    if "n_points" in block:
+        check_number(where, "architecture.n_points", block["n_points"], low=16, high=MAX_POINTS, integer=True)
+    if "dilate" in block:
+        check_number(where, "architecture.dilate", block["dilate"], low=0, high=32, integer=True)
+    completion = _check_mapping(where, "architecture.completion", block.get("completion"))
+    if completion is None or completion.get("method") == "depthfirst":
+        raise InvalidModelFolderError(f"{where}: architecture.completion must be an ONet or ConvONet architecture")
+    check_architecture(completion, f"{where}: completion")
     return block
 
 

@@ -40,7 +40,7 @@ from occrecon.nets.convonet import LocalDecoder, sample_feature
 from occrecon.nets.coords import normalize_coordinate
 from occrecon.optim import Adam
 
-__all__ = ["FitOptions", "fit_to_points", "prior_weights", "seeded_subset"]
+__all__ = ["FitOptions", "fit_to_occupancy", "fit_to_points", "prior_weights", "seeded_subset"]
 
 
 @dataclass(frozen=True)
@@ -205,8 +205,6 @@ def fit_to_points(field: Field, points: np.ndarray, threshold: float, options: F
     if options.steps <= 0 or len(points) == 0:
         return field
     model = field.model
-    part = network_part(field)
-    weight = part.first_member_weight
     device = model.device
     cloud = seeded_subset(np.asarray(points, dtype=np.float32).reshape(-1, 3), options.max_points, [options.seed, 0x5AB])
     samples = _prior_samples(cloud, options.prior_samples, model.padding, options.seed)
@@ -215,6 +213,42 @@ def fit_to_points(field: Field, points: np.ndarray, threshold: float, options: F
     # input points weighted so that both terms are means over their own queries.
     query_weights = np.concatenate([prior_weights(samples, cloud, options.release) / len(samples), np.full(len(cloud), 1.0 / len(cloud))])
     query_weights = torch.from_numpy(query_weights).float().to(device)
+
+    def targets(combined: torch.Tensor) -> torch.Tensor:
+        return torch.cat([torch.sigmoid(combined[: len(samples)]), torch.full((len(cloud),), threshold, device=device)])
+
+    return _fit_encoding(field, queries, targets, query_weights, options)
+
+
+def fit_to_occupancy(field: Field, points: np.ndarray, inside: np.ndarray, options: FitOptions = FitOptions()) -> Field:
+    """``field`` with its encoding fitted so that its occupancy at ``points`` is ``inside``.
+
+    For inputs that state the occupancy at known points exactly: the cells of a grid filled by
+    the centre rule are the object's occupancy at their centres, the very samples the networks
+    are trained on. The fit is binary cross-entropy against them, each point weighing the same.
+
+    Args:
+        field: as for :func:`fit_to_points`.
+        points: (n, 3) in the model's canonical frame.
+        inside: (n,) bool, the occupancy at each point.
+        options: ``steps``, ``learning_rate`` (the rest concern clouds).
+    """
+    if options.steps <= 0 or len(points) == 0:
+        return field
+    device = field.model.device
+    queries = torch.from_numpy(np.asarray(points, dtype=np.float32).reshape(-1, 3)).to(device)
+    labels = torch.from_numpy(np.asarray(inside, dtype=np.float32).reshape(-1)).to(device)
+    weights = torch.full((len(labels),), 1.0 / len(labels), device=device)
+    return _fit_encoding(field, queries, lambda combined: labels, weights, options)
+
+
+def _fit_encoding(
+    field: Field, queries: torch.Tensor, targets_of: Callable[[torch.Tensor], torch.Tensor], query_weights: torch.Tensor, options: FitOptions
+) -> Field:
+    """Member 0's encoding optimised for ``options.steps`` Adam steps on the weighted cross-entropy against ``targets_of(the field's logits at queries)``."""
+    model = field.model
+    part = network_part(field)
+    weight = part.first_member_weight
     member = _map(lambda t: t[:1].detach(), part.encoding)
 
     def decode_member(code: Any) -> torch.Tensor:
@@ -222,7 +256,7 @@ def fit_to_points(field: Field, points: np.ndarray, threshold: float, options: F
 
     with torch.no_grad():
         combined = field.decode(queries).float()
-        targets = torch.cat([torch.sigmoid(combined[: len(samples)]), torch.full((len(cloud),), threshold, device=device)])
+        targets = targets_of(combined)
         # Member 0 decodes in the main canonical frame (identity map); the other members and the prior stay as they are.
         rest = combined - weight * decode_member(member)
     deltas = _map(lambda t: torch.zeros_like(t, dtype=torch.float32, requires_grad=True), member)

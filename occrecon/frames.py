@@ -61,3 +61,22 @@ def up_rotation(up: str) -> np.ndarray:
         return np.array([[1.0, 0.0, 0.0], [0.0, 0.0, sign], [0.0, -sign, 0.0]])
     # x -> y: (x, y, z) -> (-y, x, z); -x -> y: (x, y, z) -> (y, -x, z)
     return np.array([[0.0, -sign, 0.0], [sign, 0.0, 0.0], [0.0, 0.0, 1.0]])
+
+
+def turn_grid(occupancy: np.ndarray, lower: np.ndarray, cell: float, up: str) -> tuple[np.ndarray, np.ndarray]:
+    """A grid of cubic cells whose ``up`` axis points up, turned y-up by :func:`up_rotation`: its cells, and its box's lower corner.
+
+    ``lower``: (3,) the lower corner of the grid's box; ``cell``: the cells' edge. A signed
+    permutation moves whole cells, so the turned grid holds exactly the same cells: axis
+    ``i`` of the result is the axis the rotation takes there, reversed where it turns sign.
+    """
+    turn = up_rotation(up)
+    source_axis = np.argmax(np.abs(turn), axis=1)
+    sign = turn[np.arange(3), source_axis]
+    cells = np.transpose(np.asarray(occupancy), source_axis)
+    for axis in np.flatnonzero(sign < 0):
+        cells = np.flip(cells, axis=int(axis))
+    lower = np.asarray(lower, dtype=np.float64)
+    upper = lower + np.asarray(np.shape(occupancy), dtype=np.float64) * cell
+    turned_lower = np.where(sign > 0, lower[source_axis], -upper[source_axis])
+    return np.ascontiguousarray(cells), turned_lower

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Union
 from occrecon.config import (
     MAX_ROTATIONS,
     MAX_STEPS,
+    MISE_RULES,
     GenerationDefaults,
     ModelConfig,
     check_generation_value,
@@ -37,20 +38,28 @@ if TYPE_CHECKING:
 UNITS = ("m", "cm", "mm", "ft", "us-ft")
 """Names ``--units`` takes (see :data:`occrecon.io.crs.UNITS_PER_METRE`)."""
 
-UP_AXES = ("y", "z", "x", "-y", "-z", "-x")
-"""Names ``--up`` takes (see :func:`occrecon.frames.up_rotation`)."""
+UP_AXES = ("y", "z", "x", "-y", "-z", "-x", "auto")
+"""Names ``--up`` takes: an axis (see :func:`occrecon.frames.up_rotation`), or ``auto``, found from a cloud's points (:mod:`occrecon.orientation`)."""
 
 MAX_INPUT_NOISE = 1.0
 """Canonical units: the object's longest side is 1, so more noise than this erases it."""
 
 MAX_QUERY_ROWS = 10_000_000
+UPSTREAM_QUERY_ROWS = 100_000
+"""Upstream's Generator3D evaluates its queries in batches of this many (``points_batch_size``)."""
 MAX_SEED = 2**63 - 1
 
-OBJECT_CLOUD_FIELDS = ("input_noise", "rotations", "fit_steps", "winding", "anchor_points")
+OBJECT_CLOUD_FIELDS = ("input_noise", "rotations", "fit_steps", "winding", "anchor_points", "normalize")
 """Settings that apply to object clouds only (not to images, voxels or the sliding window)."""
 
 SCENE_FIELDS = ("scene", "units", "voxel_size", "up", "trim")
 """Settings of point clouds as scenes (``up`` applies to object clouds too)."""
+
+VOXEL_FIELDS = ("fill_rule",)
+"""Settings that apply to voxel grids only."""
+
+FILL_RULES = ("any", "centre", "auto")
+"""Names ``--fill-rule`` takes: how a grid's cells were filled (see :mod:`occrecon.preprocess.voxels`)."""
 
 _FLAGS = {
     "input_noise": "--input-noise",
@@ -61,6 +70,8 @@ _FLAGS = {
     "points_batch_size": "--points-batch-size",
     "upsampling_steps": "--upsampling-steps",
     "voxel_size": "--voxel-size",
+    "mise_rule": "--mise",
+    "normalize": "--no-normalize",
 }
 
 
@@ -95,6 +106,8 @@ class ReconstructOptions:
         points_batch_size: decoder rows (query points × ensemble members) per forward
             pass (None: what suits the model's device, ``OccupancyModel.query_rows``).
         seed: seeds subsampling, input noise, rotations, fitting and refinement.
+        mise_rule: ``occrecon`` or ``upstream``: whose MISE refines the lattice (upstream's also
+            evaluates the network with upstream's arithmetic, so its mesh is upstream's exactly).
 
     Object clouds (``points`` only):
         input_noise: Gaussian std (canonical units) added before encoding (0 for scans
@@ -103,14 +116,25 @@ class ReconstructOptions:
         fit_steps: fit the encoding to the points for this many steps (:mod:`occrecon.fitting`).
         winding: add the winding-number prior of the points (:mod:`occrecon.winding`).
         anchor_points: MISE also subdivides every coarse cell near an input point.
+        normalize: move and scale the cloud's box into the canonical frame (False: use the
+            coordinates as given, e.g. data already in ShapeNet's frame).
 
     Point clouds as scenes (``points`` only):
         scene: True forces the sliding window, False the object path, None decides per
             cloud from its size (when a scene model is on offer).
         units: ``m``, ``cm``, ``mm``, ``ft`` or ``us-ft`` (None: a LAS/LAZ header's, else guessed).
         voxel_size: scene voxel edge in metres (None: the model's).
-        up: the cloud's up axis (objects too); None takes what the format says (LAS/LAZ: z), else y.
+        up: the cloud's up axis (objects too; voxel grids take it as well); ``auto`` finds it from
+            the points; None takes what the format says (LAS/LAZ: z), else ``auto`` (y where
+            the points do not say clearly).
         trim: drop scene surface farther than the model's trim distance from every point.
+
+    Voxel grids (``voxels`` only):
+        fill_rule: how the grid's cells were filled: ``any`` (a cell filled when any part of
+            it is inside: binvox's rule, ShapeNet's, the models'), ``centre`` (when its centre
+            is inside: turned into the models' rule before encoding) or ``auto`` (a binvox
+            file's is binvox's; an array's is looked for in the grid, see
+            :func:`~occrecon.preprocess.voxels.detect_fill_rule`).
     """
 
     threshold: float | None = None
@@ -120,16 +144,19 @@ class ReconstructOptions:
     simplify: int | None = None
     points_batch_size: int | None = None
     seed: int = 0
+    mise_rule: str | None = None
     input_noise: float | None = None
     rotations: int | None = None
     fit_steps: int | None = None
     winding: bool | None = None
     anchor_points: bool | None = None
+    normalize: bool = True
     scene: bool | None = None
     units: str | None = None
     voxel_size: float | None = None
     up: str | None = None
     trim: bool = True
+    fill_rule: str = "auto"
 
     def replace(self, **changes: Any) -> "ReconstructOptions":
         return dataclasses.replace(self, **changes)
@@ -154,7 +181,7 @@ class ReconstructOptions:
             _checked_lattice(self.resolution, self.upsampling_steps)
         if kind != "points":
             # Values that would change nothing (one rotation, no fitting, off) are let through, as before.
-            idle = {"rotations": (None, 1), "fit_steps": (None, 0), "winding": (None, False), "anchor_points": (None, False), "input_noise": (None,)}
+            idle = {"rotations": (None, 1), "fit_steps": (None, 0), "winding": (None, False), "anchor_points": (None, False), "input_noise": (None,), "normalize": (True,)}
             refused = [name for name in OBJECT_CLOUD_FIELDS if getattr(self, name) not in idle[name]]
             if refused:
                 raise OptionError(f"{_named(refused[0])} applies to point clouds, not to {kind} input")
@@ -168,12 +195,21 @@ class ReconstructOptions:
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool):
                 raise OptionError(f"{_named(name)} is true, false or None, got {value!r}")
+        if not isinstance(self.normalize, bool):
+            raise OptionError(f"{_named('normalize')} is true or false, got {self.normalize!r}")
+        if self.mise_rule is not None and self.mise_rule not in MISE_RULES:
+            raise OptionError(f"--mise must be one of {', '.join(MISE_RULES)}, got {self.mise_rule!r}")
         if self.units is not None and (not isinstance(self.units, str) or self.units.lower() not in UNITS):
             raise OptionError(f"--units must be one of {', '.join(UNITS)}, got {self.units!r}")
         if self.up is not None and self.up not in UP_AXES:
             raise OptionError(f"--up must be one of {', '.join(UP_AXES)}, got {self.up!r}")
+        if self.up is not None and kind == "image":
+            raise OptionError("--up applies to point clouds and voxel grids, not to image input (a photo has no 3-D frame)")
+        if self.up == "auto" and kind == "voxels":
+            raise OptionError("--up auto applies to point clouds; give a voxel grid's up axis (y, z, x, -y, -z or -x)")
         if self.voxel_size is not None:
             _number("voxel_size", self.voxel_size, low=0.001, high=100.0)
+        _check_fill_rule(self.fill_rule, kind)
 
     def resolve(self, model: "OccupancyModel", kind: str) -> "ResolvedOptions":
         """Validate, then fill every ``None`` from ``model``'s config: the one place where model defaults meet user settings."""
@@ -191,7 +227,8 @@ class ReconstructOptions:
         resolution = int(pick(self.resolution, defaults.resolution))
         upsampling_steps = int(pick(self.upsampling_steps, defaults.upsampling_steps))
         _checked_lattice(resolution, upsampling_steps)
-        idle = {"rotations": 1, "fit_steps": 0, "winding": False, "anchor_points": False}
+        mise_rule = str(pick(self.mise_rule, defaults.mise_rule))
+        idle = {"rotations": 1, "fit_steps": 0, "winding": False, "anchor_points": False, "normalize": True}
         asked = [name for name, off in idle.items() if getattr(self, name) not in (None, off)]
         return ResolvedOptions(
             threshold=float(pick(self.threshold, defaults.threshold)),
@@ -199,19 +236,24 @@ class ReconstructOptions:
             upsampling_steps=upsampling_steps,
             refine=int(pick(self.refine, defaults.refinement_steps)),
             simplify=pick(self.simplify, defaults.simplify_faces),
-            points_batch_size=int(pick(self.points_batch_size, query_rows)),
+            # Upstream's rule comes with upstream's 100,000 queries per pass: ONet's logits differ in the
+            # last bit between batch sizes, and the mesh is to be upstream's exactly.
+            points_batch_size=int(pick(self.points_batch_size, UPSTREAM_QUERY_ROWS if mise_rule == "upstream" else query_rows)),
             seed=int(self.seed),
+            mise_rule=mise_rule,
             input_noise=float(pick(self.input_noise, config.input.noise)),
             rotations=int(pick(self.rotations, defaults.rotations)) if objects else 1,
             fit_steps=int(pick(self.fit_steps, defaults.fit_steps)) if objects else 0,
             winding=bool(pick(self.winding, defaults.winding_prior)) and objects,
             anchor_points=bool(pick(self.anchor_points, defaults.anchor_points)) and objects,
+            normalize=bool(self.normalize) or not objects,
             object_flags_asked=tuple(flag_of(name) for name in asked),
             scene=self.scene,
             units=self.units,
             voxel_size=self.voxel_size,
             up=self.up,
             trim=self.trim,
+            fill_rule=self.fill_rule,
             user=self,
         )
 
@@ -250,18 +292,28 @@ class ResolvedOptions:
     simplify: int | None
     points_batch_size: int
     seed: int
+    mise_rule: str
     input_noise: float
     rotations: int
     fit_steps: int
     winding: bool
     anchor_points: bool
+    normalize: bool
     object_flags_asked: tuple[str, ...]
     scene: bool | None
     units: str | None
     voxel_size: float | None
     up: str | None
     trim: bool
+    fill_rule: str
     user: ReconstructOptions
+
+
+def _check_fill_rule(fill_rule: Any, kind: str) -> None:
+    if fill_rule not in FILL_RULES:
+        raise OptionError(f"--fill-rule must be one of {', '.join(FILL_RULES)}, got {fill_rule!r}")
+    if kind != "voxels" and fill_rule != "auto":  # auto, the default, changes nothing elsewhere
+        raise OptionError(f"--fill-rule applies to voxel grids, not to {kind} input")
 
 
 def _checked_generation(name: str, value: Any) -> None:

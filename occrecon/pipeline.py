@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Union
@@ -25,17 +26,22 @@ from typing import Any, Callable, Union
 import numpy as np
 import trimesh
 
+from occrecon.config import InputSpec
 from occrecon.errors import InputError, NoSurfaceError, OccreconError
 from occrecon.field import Field, WithWindingPrior, encode_field, encode_rotated
-from occrecon.fitting import FitOptions, fit_to_points
-from occrecon.frames import FrameTransform, up_rotation
+from occrecon.fitting import FitOptions, fit_to_occupancy, fit_to_points
+from occrecon.frames import FrameTransform, turn_grid, up_rotation
 from occrecon.io.mesh import make_mesh
-from occrecon.io.readers import PointCloud, read_points
+from occrecon.io.readers import PointCloud, VoxelGrid, read_points, read_voxels
 from occrecon.loading import ModelOnDemand, OccupancyModel
+from occrecon.nets import upstream_arithmetic
 from occrecon.options import ExtractionOptions, ReconstructOptions, ResolvedOptions, SceneOptions
+from occrecon.orientation import resolve_up
 from occrecon.preprocess import PreparedInput, prepare_input
+from occrecon.registry import bundled_weights_dir
 from occrecon.scene import OBJECT_SCALE_LIMIT_M, ROOM_SIZED_M, extent_metres, reconstruct_scene, scene_or_object, settings_for
 from occrecon.surface import extract_surface, no_surface_message
+from occrecon.visibility import BUNDLED_PARTIAL_MODEL, one_sided_note
 from occrecon.winding import PriorOptions, winding_prior
 
 __all__ = [
@@ -193,7 +199,7 @@ def _scene_units(source: Any, options: ResolvedOptions) -> Any:
 
 
 def _up_axis(source: Any, options: ResolvedOptions) -> str | None:
-    """``--up`` when given, else what the format says (LAS/LAZ: z), else None (y, unstated)."""
+    """``--up`` when given, else what the format says (LAS/LAZ: z), else None (found from the points)."""
     return options.up or getattr(source, "up", None)
 
 
@@ -274,16 +280,42 @@ def _object_frame(source: Any, options: ResolvedOptions) -> tuple[np.ndarray | N
     cloud whose up axis is not y is turned y-up. The mesh goes back by the inverse.
     """
     frame, notes = np.eye(3), []
-    up = _up_axis(source, options) or "y"
+    # No --up and no axis stated by the format: found from the points (y, with a note, where they do not say clearly).
+    up, up_note = resolve_up(_cloud_array(source)[:, :3], options.up, getattr(source, "up", None))
     if up != "y":
         frame = up_rotation(up)
-        notes.append(f"{up} up: turned y-up for the network, and back")
+    if up_note or up != "y":
+        notes.append(up_note or f"{up} up: turned y-up for the network, and back")
     units = getattr(source, "units", None)
     if units is not None and units.vertical != units.horizontal:
         stretch = units.vertical / units.horizontal
         frame = frame @ np.diag([1.0, 1.0, stretch])
         notes.append(f"z ({units.vertical_name}) scaled by {stretch:.7g} into the unit of x and y ({units.horizontal_name}) for the network, and back")
-    return (None if not notes else frame), notes
+    return (None if np.array_equal(frame, np.eye(3)) else frame), notes
+
+
+def _voxel_frame(source: Any, options: ResolvedOptions) -> tuple[Any, np.ndarray | None, list[str]]:
+    """A voxel grid turned y-up when ``--up`` names another axis: (the grid, the rotation the mesh goes back by, notes)."""
+    if options.up in (None, "y"):
+        return source, None, []
+    grid = read_voxels(source) if isinstance(source, (str, Path)) else source
+    if not isinstance(grid, VoxelGrid):
+        array = np.asarray(grid)
+        if array.ndim != 3 or array.dtype.kind not in "biuf":
+            return source, None, []  # not a grid: preparing it says what is wrong
+        with np.errstate(invalid="ignore"):
+            cells = array.astype(bool) if array.dtype.kind == "b" else array >= 0.5
+        grid = VoxelGrid(cells, np.zeros(3), float(max(cells.shape)), "", "index")
+    cell = grid.scale / max(grid.occupancy.shape)
+    cells, lower = turn_grid(grid.occupancy, grid.translate, cell, options.up)
+    turned = dataclasses.replace(grid, occupancy=cells, translate=lower)
+    return turned, up_rotation(options.up), [f"{options.up} up: grid turned y-up for the network, and the mesh back"]
+
+
+def _one_sided_note(model: OccupancyModel, source: Any) -> str | None:
+    """For a cloud seen from one side only, which completion model to use instead (:mod:`occrecon.visibility`)."""
+    bundled = (bundled_weights_dir() / BUNDLED_PARTIAL_MODEL / "config.json").is_file()
+    return one_sided_note(_cloud_array(source)[:, :3], model.name, bundled=bundled)
 
 
 def _encode(model: OccupancyModel, source: Any, prepared: PreparedInput, options: ResolvedOptions) -> Field:
@@ -292,8 +324,13 @@ def _encode(model: OccupancyModel, source: Any, prepared: PreparedInput, options
         return encode_field(model, prepared.tensor)
     cloud = _cloud_array(source)[:, :3]
     cloud = cloud[np.isfinite(cloud).all(axis=1)]
+    return encode_rotated(model, cloud, prepared, _cloud_spec(model, options), options.rotations, options.seed)
+
+
+def _cloud_spec(model: OccupancyModel, options: ResolvedOptions) -> InputSpec:
+    """The model's object-cloud preparation with the user's noise, and without the normalisation under ``--no-normalize``."""
     spec = dataclasses.replace(model.input_spec, noise=options.input_noise)
-    return encode_rotated(model, cloud, prepared, spec, options.rotations, options.seed)
+    return spec if options.normalize else dataclasses.replace(spec, normalize="none")
 
 
 def _shape_with_points(field: Field, clean_points: np.ndarray, options: ResolvedOptions, events: Events, timings: dict[str, float]) -> Field:
@@ -311,21 +348,38 @@ def _shape_with_points(field: Field, clean_points: np.ndarray, options: Resolved
     return field
 
 
+def _fit_to_samples(field: Field, samples: tuple[np.ndarray, np.ndarray], options: ResolvedOptions, events: Events, timings: dict[str, float]) -> Field:
+    """The encoding fitted to the occupancy the input states exactly (a centre-rule grid's cells: see ``benchmarks/fill_rule.py``)."""
+    stage = time.perf_counter()
+    events.stage("fitting to the grid's cells")
+    field = fit_to_occupancy(field, *samples, FitOptions(seed=options.seed))
+    timings["fit"] = time.perf_counter() - stage
+    return field
+
+
 def _reconstruct_object(model: OccupancyModel, kind: str, source: Any, options: ResolvedOptions, mask: Any, events: Events, note: str | None = None) -> Reconstruction:
     start = time.perf_counter()
     label = str(source) if isinstance(source, (str, Path)) else getattr(source, "source", None) or None  # errors name the file
     frame, frame_notes = _object_frame(source, options) if kind == "points" else (None, [])
-    if frame is not None:
+    if kind == "points":
+        frame_notes += [note for note in (_one_sided_note(model, source),) if note]
+    if kind == "voxels":
+        source, frame, frame_notes = _voxel_frame(source, options)
+    if frame is not None and kind == "points":
         points = _cloud_array(source)[:, :3] @ frame.T
         source = dataclasses.replace(source, points=points, units=None, up="y") if isinstance(source, PointCloud) else points
-    spec = dataclasses.replace(model.input_spec, noise=options.input_noise) if kind == "points" else model.input_spec
-    prepared = prepare_input(kind, source, spec, mask=mask, seed=options.seed)
+    spec = _cloud_spec(model, options) if kind == "points" else model.input_spec
+    prepared = prepare_input(kind, source, spec, mask=mask, seed=options.seed, fill_rule=options.fill_rule)
     timings = {"preprocess": time.perf_counter() - start}
 
     stage = time.perf_counter()
     events.stage("encoding")
-    field = _encode(model, source, prepared, options)
+    # Upstream's extraction is upstream's mesh only on upstream's encoding: no inexact fast paths there either.
+    with upstream_arithmetic(model.net) if options.mise_rule == "upstream" else nullcontext():
+        field = _encode(model, source, prepared, options)
     timings["encode"] = time.perf_counter() - stage
+    if prepared.samples is not None:
+        field = _fit_to_samples(field, prepared.samples, options, events, timings)
     # The prior, the fit and the anchors use the cloud as given: the same subset, without the noise added for the encoder.
     clean_points = None
     if options.winding or options.fit_steps > 0 or options.anchor_points:
@@ -337,6 +391,8 @@ def _reconstruct_object(model: OccupancyModel, kind: str, source: Any, options: 
     if len(surface.faces) == 0:
         raise NoSurfaceError(label, no_surface_message(options.threshold, surface.lowest_probability, surface.highest_probability), preview=prepared.preview)
     vertices = prepared.transform.to_input(surface.vertices)
+    if kind == "image" and model.input_spec.frame == "viewer":
+        vertices = unit_box(vertices)  # the completion's frame is the visible part's box; the output is the whole object's
     if frame is not None:
         vertices = vertices @ np.linalg.inv(frame).T
     timings["total"] = time.perf_counter() - start
@@ -352,8 +408,16 @@ def _reconstruct_object(model: OccupancyModel, kind: str, source: Any, options: 
     )
 
 
+def unit_box(vertices: np.ndarray) -> np.ndarray:
+    """``vertices`` moved and scaled so that their bounding box is centred at the origin with its longest side 1."""
+    lo, hi = vertices.min(axis=0), vertices.max(axis=0)
+    return (vertices - (lo + hi) / 2) / max(float(np.max(hi - lo)), 1e-12)
+
+
 def _object_notes(model: OccupancyModel, prepared: PreparedInput, options: ResolvedOptions, frame_notes: list[str], route_note: str | None) -> list[str]:
     notes = list(model.notes) + list(prepared.notes)
+    if model.task == "image" and model.input_spec.frame == "viewer":
+        notes.append("mesh in the camera's frame: x right, y up in the picture, z towards the viewer; centred, longest side 1")
     if options.rotations > 1:
         notes.append(f"rotation ensemble of {options.rotations} encodings")
     if options.winding:
@@ -365,6 +429,8 @@ def _object_notes(model: OccupancyModel, prepared: PreparedInput, options: Resol
         notes.append(route_note)
     if options.fit_steps > 0:
         notes.append(f"encoding fitted to the input points ({options.fit_steps} steps)")
+    if prepared.samples is not None:
+        notes.append(f"encoding fitted to {len(prepared.samples[1])} of the grid's cells as occupancy samples at their centres ({FitOptions().steps} steps)")
     return notes
 
 
@@ -382,7 +448,8 @@ def reconstruct_image(model: OccupancyModel, image: str | Path | np.ndarray | An
 def reconstruct_points(model: OccupancyModel, points: str | Path | np.ndarray, **kwargs: Any) -> trimesh.Trimesh:
     """Mesh from a point cloud (path or (n, 3) array), in the cloud's own frame.
 
-    ``up="z"`` (or ``"-y"``...) names the cloud's up axis (default: z for LAS/LAZ, else y).
+    ``up="z"`` (or ``"-y"``...) names the cloud's up axis (default: z for LAS/LAZ, else found
+    from the points, y where they do not say clearly; ``"auto"`` always looks at the points).
     With a scene model (``convonet-scene``) the cloud goes through the sliding
     window; ``units``, ``voxel_size`` and ``trim`` then apply (see ``occrecon.scene``).
     """

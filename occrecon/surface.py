@@ -8,8 +8,21 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from occrecon.extract import RefinementGuide, box_bounds, extract_grid, marching_cubes, probability_to_logit, refine_vertices, simplify
+from occrecon.extract import (
+    GridValues,
+    RefinementGuide,
+    UpstreamMise,
+    box_bounds,
+    extract_grid,
+    extract_grid_upstream,
+    marching_cubes,
+    probability_to_logit,
+    refine_vertices,
+    simplify,
+    upstream_logit,
+)
 from occrecon.field import Field, numpy_query
+from occrecon.nets import upstream_arithmetic
 from occrecon.options import ResolvedOptions
 
 StageFn = Callable[[str], None]
@@ -37,6 +50,30 @@ def no_surface_message(threshold: float, lowest: float, highest: float) -> str:
     return f"the model found no surface at threshold {threshold:g}: its highest occupancy probability is {shown:.3f}; a lower --threshold gives one"
 
 
+def _field_grid(field: Field, options: ResolvedOptions, logit: float, anchors: np.ndarray | None) -> GridValues:
+    """The field on MISE's lattice, refined by occrecon's rule or, with ``mise_rule="upstream"``, by upstream's."""
+    lower, upper = box_bounds(field.model.padding)
+    # An ensemble decodes every query once per member, all in one call.
+    batch_size = max(1, options.points_batch_size // field.rows_per_query)
+    query = numpy_query(field)
+    if options.mise_rule != "upstream":
+        guide = RefinementGuide(anchors=anchors)
+        return extract_grid(query, resolution0=options.resolution, upsampling_steps=options.upsampling_steps, threshold=logit, lower=lower, upper=upper, batch_size=batch_size, guide=guide)
+    settings = UpstreamMise(
+        resolution0=options.resolution,
+        upsampling_steps=options.upsampling_steps,
+        threshold=logit,
+        lower=lower,
+        upper=upper,
+        batch_size=batch_size,
+        # ONet's generator scales lattice indices in float32, ConvONet's in float64.
+        float32_arithmetic=getattr(field.model.net, "method", None) == "onet",
+    )
+    # Upstream's mesh needs upstream's logits to the last bit: no folded fast paths.
+    with upstream_arithmetic(field.model.net):
+        return extract_grid_upstream(query, settings, anchors=anchors)
+
+
 def extract_surface(
     field: Field,
     options: ResolvedOptions,
@@ -58,23 +95,13 @@ def extract_surface(
     timings = {} if timings is None else timings
     say = on_stage or (lambda stage: None)
     model = field.model
-    logit = probability_to_logit(options.threshold)
-    lower, upper = box_bounds(model.padding)
+    upstream = options.mise_rule == "upstream"
+    logit = upstream_logit(options.threshold) if upstream else probability_to_logit(options.threshold)
     members = field.rows_per_query
 
     stage = time.perf_counter()
     say("evaluating the occupancy field")
-    grid = extract_grid(
-        numpy_query(field),
-        resolution0=options.resolution,
-        upsampling_steps=options.upsampling_steps,
-        threshold=logit,
-        lower=lower,
-        upper=upper,
-        # An ensemble decodes every query once per member, all in one call.
-        batch_size=max(1, options.points_batch_size // members),
-        guide=RefinementGuide(anchors=anchors),
-    )
+    grid = _field_grid(field, options, logit, anchors)
     timings["field"] = time.perf_counter() - stage
 
     stage = time.perf_counter()
@@ -93,6 +120,6 @@ def extract_surface(
         say("refining")
         vertices = refine_vertices(vertices, faces, field.decode, threshold=options.threshold, steps=options.refine, seed=options.seed, device=model.device)
         timings["refine"] = time.perf_counter() - stage
-    # Lattice values MISE did not evaluate are interpolated between evaluated ones, so they set no new extreme.
+    # Lattice values MISE did not evaluate are interpolated between (or copied from) evaluated ones, so they set no new extreme.
     lowest, highest = (0.5 + 0.5 * math.tanh(float(v) / 2) for v in (grid.values.min(), grid.values.max()))  # sigmoid, safe for any logit
     return ExtractedSurface(vertices, faces, grid.n_evaluations * members, lowest, highest)

@@ -56,6 +56,20 @@ MODEL_TEMPLATES: dict[str, dict[str, Any]] = {
         # (--upsampling-steps 2 gives upstream's 128³).
         "generation": {"upsampling_steps": 1},
     },
+    # Completion of one-sided clouds (a depth map unprojected, or a single-view scan),
+    # in the viewer-centred frame: the points model's architecture and input, trained
+    # (usually fine-tuned --from convonet-points-synthetic) on the visible surface of
+    # one view; the hidden back is learnt from the shape families. Its model task is
+    # "points": it reconstructs any cloud, and is the image model's completion stage.
+    "partial": {
+        "name": "convonet-partial-synthetic",
+        "task": "points",
+        "base": "convonet-shapenet-3plane",
+        "input": {"kind": "points", "n_points": 3000, "noise": 0.0},
+        # The viewer frame is not symmetric (the hidden side is -z) and one view does not
+        # enclose a volume: no rotation ensemble, no winding-number prior.
+        "generation": {"rotations": 1, "winding_prior": False, "fit_steps": 0},
+    },
     # The crop model of upstream's sliding window, made trainable on 2 CPU cores:
     # 4 cm voxels (upstream: 2 cm), 0.8 m query crops inside 1.6 m input crops
     # (10 voxels of context each side), a 3-level U-Net with 16 base channels. At
@@ -82,7 +96,8 @@ class TrainConfig:
     """Everything a training run depends on (saved next to its checkpoints).
 
     Attributes:
-        task: ``image``, ``points`` or ``voxels``.
+        task: ``image``, ``points``, ``voxels``, ``scene`` or ``partial`` (completion of
+            one-view partial clouds, :mod:`occrecon.data.partial`).
         out: run folder: checkpoints while training, the model folder at the end.
         steps: optimisation steps.
         batch_size: shapes per step.
@@ -110,6 +125,7 @@ class TrainConfig:
             For a fixed slot (a cluster job's wall time, a lent GPU) without guessing steps.
         shard_size: shapes per dataset shard; shards are generated in parallel, so a
             smaller one keeps many workers busy on a small dataset.
+        views: ``partial`` task: views (partial clouds) per shape.
     """
 
     task: str
@@ -138,6 +154,7 @@ class TrainConfig:
         default_factory=lambda: {"n_uniform": 20_000, "n_near": 20_000, "n_surface": 20_000, "n_views": 6, "image_size": 137}
     )
     room_prepare_kwargs: dict[str, Any] | None = None
+    views: int = 2
 
 
 @dataclass
@@ -158,6 +175,8 @@ def default_cache_dir(config: TrainConfig) -> Path:
         listing = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file())
         digest = hashlib.sha1(repr((str(folder), listing, config.prepare_kwargs)).encode()).hexdigest()[:10]
         return root / "datasets" / f"meshes-{folder.name}-{digest}-seed{config.seed}"
+    if config.task == "partial":
+        return root / "datasets" / f"partial-seed{config.seed}-n{config.n_shapes + config.val_shapes}-v{config.views}"
     return root / "datasets" / f"procedural-seed{config.seed}-n{config.n_shapes + config.val_shapes}"
 
 
@@ -174,7 +193,7 @@ def model_config(task: str) -> dict[str, Any]:
         _merge(architecture[key], template.get(key, {}))
     config = {
         "name": template["name"],
-        "task": task,
+        "task": template["task"],
         "description": f"{base['name']} architecture trained by occrecon on procedural {'rooms' if task == 'scene' else 'shapes'}",
         "architecture": architecture,
         "input": copy.deepcopy(template["input"]),
@@ -266,7 +285,7 @@ def _dataset(
     augment: bool = False,
     any_up: bool = False,
 ):
-    from occrecon.data.cache import CropDataset, ShardDataset
+    from occrecon.data.cache import CropDataset, PartialDataset, ShardDataset
 
     spec = model_cfg["input"]
     n_query = config.n_query if n_query is None else n_query
@@ -283,6 +302,8 @@ def _dataset(
             noise_std=float(spec.get("noise", 0.005)),
             indices=indices,
         )
+    if config.task == "partial":
+        return PartialDataset(config.cache, n_query=n_query, near_fraction=near_fraction, shapes=indices)
     return ShardDataset(
         config.cache,
         config.task,
@@ -299,10 +320,17 @@ def _dataset(
 
 def prepare_data(config: TrainConfig, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Generate (or complete) the dataset of a run; returns its manifest."""
-    from occrecon.data.cache import build_dataset, build_room_dataset
+    from occrecon.data.cache import build_dataset, build_partial_dataset, build_room_dataset
 
     if config.cache is None:
         config.cache = str(default_cache_dir(config))
+    if config.task == "partial":
+        if config.data:
+            raise OccreconError("partial-cloud models train on procedural shapes; --data is for the image, points and voxels tasks")
+        return build_partial_dataset(
+            config.cache, config.n_shapes + config.val_shapes, config.seed, views=config.views,
+            shard_size=config.shard_size, workers=max(1, config.workers), progress=progress,
+        )
     if config.task == "scene":
         if config.data:
             raise OccreconError("scene models train on procedural rooms; --data is for object tasks")
@@ -455,8 +483,9 @@ def _initial_network(config: TrainConfig, model_cfg: dict[str, Any], device: tor
 
     if config.from_model:
         base = load_model(config.from_model, device="cpu")
-        if base.task != config.task:
-            raise OccreconError(f"--from {config.from_model} is a {base.task} model, not {config.task}")
+        wanted = MODEL_TEMPLATES[config.task]["task"]
+        if base.task != wanted:
+            raise OccreconError(f"--from {config.from_model} is a {base.task} model, not {wanted}")
         cfg = copy.deepcopy(base.config.to_dict())
         cfg.update({"name": model_cfg["name"], "description": f"{base.name} fine-tuned by occrecon"})
         cfg.pop("source", None)
@@ -465,6 +494,10 @@ def _initial_network(config: TrainConfig, model_cfg: dict[str, Any], device: tor
             # The base's own origin; its training record becomes the new model's lineage.
             cfg["training"]["base_model"] = cfg["base_model"]
         cfg["base_model"] = base.name
+        template = MODEL_TEMPLATES[config.task]
+        if config.task == "partial":  # the input a completion model sees differs from its base's
+            cfg["input"] = copy.deepcopy(template["input"])
+        cfg["generation"] = {**cfg.get("generation", {}), **template.get("generation", {})}
         return base.net.to(device), cfg
     torch.manual_seed(config.seed)
     return build_network(model_cfg["architecture"]).to(device), model_cfg
@@ -688,7 +721,7 @@ def _final_config(model_cfg: dict[str, Any], config: TrainConfig, step: int, ela
     cfg = copy.deepcopy(model_cfg)
     base = cfg.get("training") if config.from_model else None
     cfg["training"] = {
-        "data": "user meshes" if config.data else f"occrecon procedural {'rooms' if config.task == 'scene' else 'shapes'}",
+        "data": _data_description(config),
         "data_seed": config.seed,
         "n_shapes": int(manifest["n_shapes"]),
         "families": manifest.get("families"),
@@ -711,6 +744,14 @@ def _final_config(model_cfg: dict[str, Any], config: TrainConfig, step: int, ela
         record.update({k: base[k] for k in ("base_model", "base") if base.get(k)})
         cfg["training"]["base"] = record
     return cfg
+
+
+def _data_description(config: TrainConfig) -> str:
+    if config.data:
+        return "user meshes"
+    if config.task == "partial":
+        return f"partial clouds from degraded true depth, {config.views} views per occrecon procedural shape"
+    return f"occrecon procedural {'rooms' if config.task == 'scene' else 'shapes'}"
 
 
 def _hardware(device: torch.device) -> str:

@@ -9,7 +9,7 @@ import pytest
 
 from occrecon.errors import InputError
 from occrecon.scene import reconstruct_scene, scene_or_object
-from test_scene import SETTINGS, analytic_model, floor_scan
+from test_scene import SETTINGS, analytic_model, box_room, floor_scan
 
 
 def chair_like(extent: float, n: int = 3000, seed: int = 0) -> np.ndarray:
@@ -30,9 +30,13 @@ def test_a_cloud_whose_units_are_a_guess_stays_an_object_with_a_note():
     assert scene_or_object(chair_like(1019.0), "mm") == (False, None)
 
 
-def test_metre_sized_clouds_decide_by_their_size():
-    assert scene_or_object(chair_like(12.0), None) == (True, None)
+def test_metre_sized_clouds_decide_by_their_size_and_shape():
+    assert scene_or_object(box_room(size=(12.0, 3.0, 8.0)), None) == (True, None)
     assert scene_or_object(chair_like(2.0), None) == (False, None)
+    # A closed box 12 units across: no floor with walls and things standing in it, so an object, with the way to say otherwise.
+    scene, note = scene_or_object(chair_like(12.0), None)
+    assert not scene and "--scene" in note
+    assert scene_or_object(chair_like(12.0), "m") == (True, None)  # in units given, size decides
 
 
 def test_the_millimetre_chair_does_not_load_the_scene_model(tmp_path):

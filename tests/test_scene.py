@@ -69,6 +69,30 @@ def floor_scan(n=20000, size=(2.0, 1.5), height=0.5, seed=0) -> np.ndarray:
     return np.vstack([[0.0, 0.0, 0.0], floor])
 
 
+def box_room(n=8000, size=(6.0, 2.6, 5.0), seed=0) -> np.ndarray:
+    """A scan of a room from inside, y up, in metres: the floor, three walls and two boxes standing on the floor (no ceiling)."""
+    rng = np.random.default_rng(seed)
+    width, height, depth = size
+
+    def patch(count, lower, upper):
+        return rng.uniform(lower, upper, (count, 3))
+
+    parts = [
+        patch(int(0.35 * n), (0, 0, 0), (width, 0, depth)),  # floor
+        patch(int(0.12 * n), (0, 0, 0), (0, height, depth)),  # walls at x = 0, x = width and z = 0
+        patch(int(0.12 * n), (width, 0, 0), (width, height, depth)),
+        patch(int(0.14 * n), (0, 0, 0), (width, height, 0)),
+    ]
+    for corner, box in (((1.0, 0.0, 1.5), (1.6, 0.8, 0.9)), ((3.5, 0.0, 3.0), (1.2, 0.5, 1.2))):
+        lower, upper = np.asarray(corner), np.asarray(corner) + box
+        for axis in range(3):  # the box's top and sides, not its bottom (it stands on the floor)
+            for end in ((upper,) if axis == 1 else (lower, upper)):
+                face = patch(int(0.015 * n), lower, upper)
+                face[:, axis] = end[axis]
+                parts.append(face)
+    return np.vstack(parts) + rng.normal(scale=0.004, size=(sum(len(p) for p in parts), 3))
+
+
 def test_crop_tiling_covers_the_scene():
     points = np.array([[0.0, 0.0, 0.0], [2.0, 0.3, 1.1]])
     grid = plan_crops(points, 0.5)
@@ -330,7 +354,7 @@ def test_missing_scene_model_is_a_setup_error(tmp_path, capsys, monkeypatch):
     from tiny_models import save_tiny_model
 
     tiny_object = save_tiny_model("points", tmp_path / "object-model")
-    np.save(tmp_path / "hall.npy", np.vstack([floor_scan(n=500), [[9.0, 0.5, 0.0]]]))
+    np.save(tmp_path / "hall.npy", box_room(size=(9.0, 2.6, 5.0)))
     with pytest.raises(SystemExit) as exit_info:
         main(["points", str(tmp_path / "hall.npy"), "-d", str(tmp_path)])
     err = capsys.readouterr().err
@@ -347,7 +371,7 @@ def test_a_scene_model_loaded_on_first_need_does_not_repeat_the_start_up_notes(t
     tiny_object = save_tiny_model("points", tmp_path / "object-model")
     tiny_scene = tiny_scene_model_folder(tmp_path / "scene-model")
     monkeypatch.setattr("occrecon.registry.default_model", lambda task: {"points": str(tiny_object), "scene": str(tiny_scene)}[task])
-    np.save(tmp_path / "hall.npy", np.vstack([floor_scan(n=500), [[9.0, 0.5, 0.0]]]))
+    np.save(tmp_path / "hall.npy", box_room(size=(9.0, 2.6, 5.0)))
     with pytest.raises(SystemExit) as exit_info:
         main(["points", str(tmp_path / "hall.npy"), "-d", str(tmp_path), "--units", "m"])
     err = capsys.readouterr().err
@@ -549,13 +573,14 @@ def test_points_command_refuses_an_unknown_up_axis(tmp_path, capsys):
     assert not list(tmp_path.glob("room.*[!y]"))  # no mesh written
 
 
-def test_a_scan_far_flatter_along_x_or_z_than_y_gets_a_note_naming_up():
+def test_a_scan_stored_another_way_up_is_turned_from_its_points_with_a_note_before_the_crops():
     from occrecon.frames import up_rotation
 
-    ground = floor_scan(n=8000, size=(3.0, 2.0))  # 3 x 0.5 x 2 m, y up: no note
-    assert not any("--up" in note for note in reconstruct_scene(analytic_model(), ground, units="m", settings=SETTINGS).notes)
-    z_up = ground @ up_rotation("z")  # the same ground stored z-up, as LiDAR is: flattest along z
-    notes = reconstruct_scene(analytic_model(), z_up, units="m", settings=SETTINGS, on_note=lambda note: None).notes
-    assert "read with y up, but the scan is flattest along z (0.508 m against 2 m along y): if z is up, --up z turns it for the network, which expects y up" in notes
-    told = reconstruct_scene(analytic_model(), z_up, units="m", up="y", settings=SETTINGS).notes
-    assert not any("flattest" in note for note in told)  # --up y said so: no second-guessing
+    z_up = box_room(n=6000, size=(1.6, 1.0, 1.2)) @ up_rotation("z")  # a room stored z-up, as ScanNet's and LiDAR's are
+    told: list[str] = []
+    notes = reconstruct_scene(analytic_model(), z_up, units="m", settings=SETTINGS, on_note=told.append).notes
+    assert any(note.startswith("up axis found from the points: z") for note in notes) and any(note.startswith("up axis found") for note in told)
+    as_given = reconstruct_scene(analytic_model(), z_up, units="m", up="y", settings=SETTINGS).notes
+    assert not any("up axis" in note for note in as_given)  # --up y said so: no second-guessing
+    flat = floor_scan(n=8000, size=(3.0, 2.0)) @ up_rotation("z")  # a bare floor: which side is up, the points cannot say
+    assert not any("up" in note for note in reconstruct_scene(analytic_model(), flat, units="m", settings=SETTINGS).notes)

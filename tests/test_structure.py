@@ -15,7 +15,7 @@ from occrecon.batch import BatchOptions
 from occrecon.cli.reconstruct import CommandLine, image_command, points_command, voxels_command
 from occrecon.config import GenerationDefaults, ModelConfig
 from occrecon.errors import InvalidModelFolderError, OptionError
-from occrecon.options import OBJECT_CLOUD_FIELDS, SCENE_FIELDS, ReconstructOptions
+from occrecon.options import OBJECT_CLOUD_FIELDS, SCENE_FIELDS, VOXEL_FIELDS, ReconstructOptions
 
 PACKAGE = Path(occrecon.__file__).parent
 
@@ -105,10 +105,11 @@ def test_the_cli_flags_and_the_settings_objects_are_the_same_set():
         for b in range(a + 1, 3):
             assert not fields[a] & fields[b], "a field belongs to two settings objects"
     everything = set().union(*fields)
-    # `points` takes every setting; the others every setting but the point-cloud ones (and `mask` is the image's).
-    assert _parameters(points_command) == everything - {"mask"}
-    assert _parameters(image_command) == everything - set(OBJECT_CLOUD_FIELDS) - set(SCENE_FIELDS)
-    assert _parameters(voxels_command) == everything - set(OBJECT_CLOUD_FIELDS) - set(SCENE_FIELDS) - {"mask"}
+    # `points` takes every setting but the voxel grids' ones; the others every setting but the point-cloud ones
+    # (and `mask` is the image's, the voxel grids' settings the voxels command's).
+    assert _parameters(points_command) == everything - {"mask"} - set(VOXEL_FIELDS)
+    assert _parameters(image_command) == everything - set(OBJECT_CLOUD_FIELDS) - set(SCENE_FIELDS) - set(VOXEL_FIELDS)
+    assert _parameters(voxels_command) == everything - set(OBJECT_CLOUD_FIELDS) - (set(SCENE_FIELDS) - {"up"}) - {"mask"}  # a grid has an up axis too
 
 
 def test_options_are_validated_once_with_their_flag_named():

@@ -13,6 +13,10 @@ ModelOpt = Annotated[
 ]
 RevisionOpt = Annotated[Optional[str], typer.Option("--revision", help="Hub branch, tag or commit to load.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (GPU when present), cpu, cuda, cuda:N or mps.")]
+ThreadsOpt = Annotated[
+    Optional[int],
+    typer.Option("--threads", min=1, max=1024, help="CPU threads for the networks; idle threads sleep instead of spinning. On a machine shared with other work, 1 is fastest. [default: OMP_NUM_THREADS when set, else the cores free to this process (affinity and cgroup quota)]"),
+]
 # A string, not a Path: Path() drops the trailing slash that says "a folder".
 OutputOpt = Annotated[Optional[str], typer.Option("--output", "-o", help="Output file (one input only); its suffix picks the format. An existing folder or a path ending in / means --output-dir.", show_default=False)]
 OutputDirOpt = Annotated[Optional[Path], typer.Option("--output-dir", "-d", help="Folder for outputs, named after each input's stem. Default: current folder.")]
@@ -36,7 +40,7 @@ RefineOpt = Annotated[Optional[int], typer.Option("--refine", min=0, help="Gradi
 SimplifyOpt = Annotated[Optional[int], typer.Option("--simplify", min=4, help="Decimate to about this many faces.")]
 BatchSizeOpt = Annotated[
     Optional[int],
-    typer.Option("--points-batch-size", min=1, help="Decoder rows (points × ensemble members) per forward pass. [default: 100000 on a GPU; on a CPU about 4 MiB of activations: 4096 for ONet, 32768 for ConvONet]"),
+    typer.Option("--points-batch-size", min=1, help="Decoder rows (points × ensemble members) per forward pass. [default: 100000 on a GPU and with --mise upstream; on a CPU about 4 MiB of activations: 4096 for ONet, 32768 for ConvONet]"),
 ]
 MaskOpt = Annotated[Optional[Path], typer.Option("--mask", help="Object mask image (white = object) for a photo without alpha.")]
 SaveInputOpt = Annotated[bool, typer.Option("--save-input", help="Also save what the network saw (<stem>.input.png/.ply).")]
@@ -45,10 +49,17 @@ RecursiveOpt = Annotated[bool, typer.Option("--recursive", "-r", help="Descend i
 SceneOpt = Annotated[Optional[bool], typer.Option("--scene/--no-scene", help="Treat clouds as scenes (sliding window) or objects. [default: scene when the cloud is over 4 m across and no --model is given]")]
 UnitsOpt = Annotated[Optional[str], typer.Option("--units", help="Scene units: m, cm, mm, ft or us-ft. [default: what a LAS/LAZ header states, else guessed, with a note]")]
 VoxelSizeOpt = Annotated[Optional[float], typer.Option("--voxel-size", min=0.001, help="Scene voxel edge in metres. [default: the model's]")]
-UpOpt = Annotated[Optional[str], typer.Option("--up", help="The cloud's up axis: y, z, x, -y, -z or -x; it is turned y-up for the network and back. [default: z for LAS/LAZ (elevation), else y]")]
+UpOpt = Annotated[Optional[str], typer.Option("--up", help="The cloud's up axis: y, z, x, -y, -z or -x, or auto (found from the points: a floor or flat base with the rest standing on it); it is turned y-up for the network and back. [default: z for LAS/LAZ (elevation), else auto, y where the points do not say clearly (with a note)]")]
+VoxelUpOpt = Annotated[Optional[str], typer.Option("--up", help="The grid's up axis: y, z, x, -y, -z or -x; it is turned y-up for the network and the mesh back, for a grid lying on its side or back. [default: y]")]
 TrimOpt = Annotated[bool, typer.Option("--trim/--no-trim", help="Scenes: drop surface farther than 1.5 voxels from every point (wall backs, floor undersides the scan cannot see).")]
 InputNoiseOpt = Annotated[Optional[float], typer.Option("--input-noise", min=0.0, max=1.0, help="Gaussian noise (std, canonical units) added to an object cloud before encoding, as upstream does at test time; 0 for scans that are as noisy already. [default: model's, 0.005]")]
 RotationsOpt = Annotated[Optional[int], typer.Option("--rotations", min=1, max=64, help="Encode an object cloud under this many rotations (identity + random) and average: a few times slower, better where parts overlap in the model's plane projections; 1 for one pass. [default: the model's]")]
 FitStepsOpt = Annotated[Optional[int], typer.Option("--fit-steps", min=0, help="Fit the cloud's encoding to its points for this many steps, so the surface passes through them: about 2-3 s more per object on a CPU; 0 turns it off. [default: the model's]")]
 WindingOpt = Annotated[Optional[bool], typer.Option("--winding-prior/--no-winding-prior", help="Add the winding number of the cloud's own points (normals signed by the network) to the network's field away from them: decides inside and outside where the network confuses overlapping parts. [default: the model's]")]
+MiseOpt = Annotated[Optional[str], typer.Option("--mise", help="Whose MISE refines the lattice: occrecon (refines cells whose corners straddle the surface, for exactly 1 + upsampling-steps rounds) or upstream (upstream's rule and value filling, exactly, with its 100,000 queries per pass: on upstream's inputs, upstream's mesh face for face). [default: the model's, occrecon]")]
+NormalizeOpt = Annotated[bool, typer.Option("--normalize/--no-normalize", help="Move and scale an object cloud's box into the model's frame (centre 0, longest side 1); --no-normalize uses the coordinates as given, for data already in that frame (ShapeNet's).")]
 AnchorOpt = Annotated[Optional[bool], typer.Option("--anchor-points/--no-anchor-points", help="MISE: also subdivide every coarse cell near an input point, so parts thinner than a coarse cell are not lost between its corners. [default: the model's]")]
+FillRuleOpt = Annotated[
+    str,
+    typer.Option("--fill-rule", help="How the grid's cells were filled: any (a cell filled when any part of it is inside: binvox's rule, ShapeNet's, the models'), centre (when its centre is inside, e.g. mesh.contains(centres): read as such a grid is eroded by half a cell) or auto (binvox files: any; arrays: centre where the grid shows it, else any, with a note)."),
+]

@@ -30,13 +30,16 @@ from occrecon.cli._options import (
     BatchSizeOpt,
     DebugOpt,
     DeviceOpt,
+    FillRuleOpt,
     FitStepsOpt,
     FormatOpt,
     InputNoiseOpt,
     InputsArg,
     JsonOpt,
     MaskOpt,
+    MiseOpt,
     ModelOpt,
+    NormalizeOpt,
     OutputDirOpt,
     OutputOpt,
     OverwriteOpt,
@@ -51,10 +54,12 @@ from occrecon.cli._options import (
     SeedOpt,
     ShardOpt,
     SimplifyOpt,
+    ThreadsOpt,
     ThresholdOpt,
     TrimOpt,
     UnitsOpt,
     UpOpt,
+    VoxelUpOpt,
     UpsamplingOpt,
     VoxelSizeOpt,
     WindingOpt,
@@ -69,6 +74,7 @@ class CommandLine:
     model: str | None = None
     revision: str | None = None
     device: str = "auto"
+    threads: int | None = None
     output: str | None = None
     output_dir: Path | None = None
     shard: str | None = None
@@ -98,6 +104,7 @@ def image_command(
     output_dir: OutputDirOpt = None,
     file_format: FormatOpt = None,
     device: DeviceOpt = "auto",
+    threads: ThreadsOpt = None,
     revision: RevisionOpt = None,
     threshold: ThresholdOpt = None,
     resolution: ResolutionOpt = None,
@@ -105,6 +112,7 @@ def image_command(
     refine: RefineOpt = None,
     simplify: SimplifyOpt = None,
     points_batch_size: BatchSizeOpt = None,
+    mise_rule: MiseOpt = None,
     mask: MaskOpt = None,
     save_input: SaveInputOpt = False,
     overwrite: OverwriteOpt = False,
@@ -116,7 +124,7 @@ def image_command(
     debug: DebugOpt = False,
 ) -> None:
     """Reconstruct meshes from photos or renders (PNG, JPEG, WebP, BMP, TIFF)."""
-    raise typer.Exit(run_reconstruction("image", *split_parameters(dict(locals()))))
+    raise typer.Exit(run_command("image", dict(locals())))
 
 
 def points_command(
@@ -126,6 +134,7 @@ def points_command(
     output_dir: OutputDirOpt = None,
     file_format: FormatOpt = None,
     device: DeviceOpt = "auto",
+    threads: ThreadsOpt = None,
     revision: RevisionOpt = None,
     threshold: ThresholdOpt = None,
     resolution: ResolutionOpt = None,
@@ -133,6 +142,7 @@ def points_command(
     refine: RefineOpt = None,
     simplify: SimplifyOpt = None,
     points_batch_size: BatchSizeOpt = None,
+    mise_rule: MiseOpt = None,
     save_input: SaveInputOpt = False,
     overwrite: OverwriteOpt = False,
     shard: ShardOpt = None,
@@ -147,13 +157,14 @@ def points_command(
     fit_steps: FitStepsOpt = None,
     winding: WindingOpt = None,
     anchor_points: AnchorOpt = None,
+    normalize: NormalizeOpt = True,
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
     json_output: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Reconstruct meshes from point clouds (PLY, PCD, XYZ/PTS/TXT, NPY, NPZ, OBJ/OFF/STL vertices, LAS/LAZ); whole rooms with --scene."""
-    raise typer.Exit(run_reconstruction("points", *split_parameters(dict(locals()))))
+    raise typer.Exit(run_command("points", dict(locals())))
 
 
 def voxels_command(
@@ -163,6 +174,7 @@ def voxels_command(
     output_dir: OutputDirOpt = None,
     file_format: FormatOpt = None,
     device: DeviceOpt = "auto",
+    threads: ThreadsOpt = None,
     revision: RevisionOpt = None,
     threshold: ThresholdOpt = None,
     resolution: ResolutionOpt = None,
@@ -170,17 +182,20 @@ def voxels_command(
     refine: RefineOpt = None,
     simplify: SimplifyOpt = None,
     points_batch_size: BatchSizeOpt = None,
+    mise_rule: MiseOpt = None,
     save_input: SaveInputOpt = False,
     overwrite: OverwriteOpt = False,
     shard: ShardOpt = None,
     recursive: RecursiveOpt = False,
+    fill_rule: FillRuleOpt = "auto",
+    up: VoxelUpOpt = None,
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
     json_output: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Reconstruct meshes from voxel grids (binvox, NPY/NPZ 3-D arrays)."""
-    raise typer.Exit(run_reconstruction("voxels", *split_parameters(dict(locals()))))
+    raise typer.Exit(run_command("voxels", dict(locals())))
 
 
 # ---------------------------------------------------------------------------------------
@@ -254,6 +269,26 @@ def _on_disk(name: str) -> bool:
     if entry.source == "bundled" or upstream.cached_model(name) is not None:
         return True
     return entry.repo_id is not None and hub.is_cached(entry.repo_id, entry.revision)
+
+
+def run_command(kind: str, parameters: dict[str, Any]) -> int:
+    """A command's parameters → its exit code: the CPU threads first, then :func:`run_reconstruction`.
+
+    First, because OpenMP reads the thread count and its wait policy once, when torch loads
+    it, and gathering the parameters into the library's settings objects imports torch.
+    """
+    apply_threads(parameters.get("threads"))
+    return run_reconstruction(kind, *split_parameters(parameters))
+
+
+def apply_threads(threads: int | None) -> Any:
+    """``--threads`` (None: ``OMP_NUM_THREADS``, else the cores free to this process) for this process (:func:`occrecon.threads.set_threads`)."""
+    from occrecon.threads import set_threads
+
+    try:
+        return set_threads(threads)
+    except ValueError as exc:
+        raise _usage(str(exc)) from None
 
 
 def run_reconstruction(kind: str, options: Any, batch: Any, cli: CommandLine) -> int:
@@ -364,10 +399,13 @@ class BatchDisplay:
             out.skipped_line(result.input, result.notes[0], quiet=self.cli.quiet)
 
     def summary(self, model: Any) -> None:
+        import torch
+
         elapsed = time.perf_counter() - self.started
         counts = self.counts
+        threads = f", {torch.get_num_threads()} CPU threads" if str(model.device) == "cpu" else ""
         out.plain(
-            f"{counts['ok']} done, {counts['skipped']} skipped, {counts['failed']} failed in {elapsed:.1f} s with {model.name} on {model.device}",
+            f"{counts['ok']} done, {counts['skipped']} skipped, {counts['failed']} failed in {elapsed:.1f} s with {model.name} on {model.device}{threads}",
             quiet=self.cli.quiet,
         )
 

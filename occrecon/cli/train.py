@@ -99,6 +99,8 @@ class Task(str, Enum):
     points = "points"
     voxels = "voxels"
     scene = "scene"
+    partial = "partial"
+    pointmap = "pointmap"
 
 
 def train_command(
@@ -121,6 +123,7 @@ def train_command(
     val_every: Annotated[int, typer.Option("--val-every", min=1, help="Validate every N steps.")] = 500,
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Dataset folder. [default: ~/.cache/occrecon/datasets/...]")] = None,
     workers: Annotated[int, typer.Option("--workers", min=0, help="Data processes.")] = 1,
+    views: Annotated[int, typer.Option("--views", min=1, max=64, help="partial: views (one-sided clouds) per shape.")] = 2,
     augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Turn and mirror points/voxels training items about y (objects face any way).")] = True,
     any_up: Annotated[bool, typer.Option("--any-up/--upright", help="Augment with all 48 axis symmetries (inputs with any axis up), not only the 8 that keep y up.")] = False,
     full_precision: Annotated[bool, typer.Option("--fp32", help="Store float32 weights (default float16).")] = False,
@@ -151,6 +154,7 @@ def train_command(
         seed=seed,
         val_every=val_every,
         workers=workers,
+        views=views,
         from_model=from_model,
         augment=augment,
         any_up=any_up,
@@ -158,11 +162,53 @@ def train_command(
         device=device,
         max_time_s=None if max_time is None else parse_duration(max_time),
     )
-    folder = _run_with_progress(config, resume=resume, quiet=quiet, json_output=json_output)
-    if json_output:
+    if task is Task.pointmap:
+        folder = _train_pointmap(config, resume=resume, quiet=quiet, json_output=json_output)
+    else:
+        folder = _run_with_progress(config, resume=resume, quiet=quiet, json_output=json_output)
+    if task is Task.pointmap:
+        weights = str(folder / "pointmap.safetensors")
+        if json_output:
+            out.print_json({"pointmap_weights": weights})
+        elif not quiet:
+            out.result_line("point-map weights: ", weights, " (occrecon.pointmap_training.assemble_image_model joins them to a completion model)")
+    elif json_output:
         out.print_json({"model": str(folder)})
     elif not quiet:
         out.result_line("model folder: ", str(folder), " (load it with --model ", str(folder), ")")
+
+
+def _train_pointmap(config: "TrainConfig", *, resume: bool, quiet: bool, json_output: bool) -> Path:
+    """The image model's point-map network, on the partial-cloud dataset of the same shapes (generated when missing)."""
+    import dataclasses
+
+    from occrecon.data.cache import build_partial_dataset
+    from occrecon.pointmap_training import PointMapTrainConfig, train_pointmap
+    from occrecon.training import default_cache_dir
+
+    dataset = config.cache or str(default_cache_dir(dataclasses.replace(config, task="partial")))
+    log = LogLines(out.plain, config.steps, config.max_time_s, interval_s=0.0) if not quiet else None
+    build_partial_dataset(
+        dataset, config.n_shapes + config.val_shapes, config.seed, views=config.views, workers=max(1, config.workers),
+        progress=(lambda done, total: log.data(done, total)) if log else None,
+    )
+    run = PointMapTrainConfig(
+        dataset=dataset, out=config.out, steps=config.steps, batch_size=config.batch_size, lr=config.lr,
+        val_shapes=config.val_shapes, val_every=config.val_every, seed=config.seed,
+        from_model=config.from_model or "onet-img-synthetic", workers=config.workers, max_time_s=config.max_time_s,
+    )
+
+    def on_line(line: str) -> None:
+        if json_output:
+            out.print_json({"line": line})
+        elif not quiet:
+            out.plain(line)
+
+    try:
+        train_pointmap(run, resume=resume, on_line=on_line)
+    except OSError as error:
+        _fail(out.os_error_message(error, error.filename if error.filename is not None else config.out, "cannot write") + "; the run stopped")
+    return Path(config.out)
 
 
 def _run_with_progress(config: "TrainConfig", *, resume: bool, quiet: bool, json_output: bool) -> Path:

@@ -173,7 +173,7 @@ def json_types(value):
     return value
 
 
-PARTIAL_VERSION = "1"
+PARTIAL_VERSION = "2"
 """Version of :func:`partial_item`'s output; a cache records it so that a change is not mixed with old shards."""
 
 
@@ -208,7 +208,10 @@ def partial_item(shape, rng: np.random.Generator, spec: PartialSpec = PartialSpe
         ``frame_centre`` (3,) float32 and ``frame_scale`` () float32 of the output frame
         (``output = (opencv_to_viewer(p_camera) - centre) / scale``); ``mask`` (S, S) bool
         silhouette (for carving); ``fov_deg``, ``noise`` () float32 the drawn settings;
-        ``n_visible`` () int64 visible points before subsampling.
+        ``n_visible`` () int64 visible points before subsampling; ``image`` (S, S, 3) uint8
+        the shaded render itself (antialiased, on white, the image model's input) and
+        ``depth`` (S, S) float16 its true depth (0: background), targets for a network
+        that predicts the visible surface from the image.
 
     Raises:
         ValueError: the view leaves fewer than 16 points (never for the generator's
@@ -221,7 +224,7 @@ def partial_item(shape, rng: np.random.Generator, spec: PartialSpec = PartialSpe
         lattice = getattr(shape, "lattice", None) or canonical_lattice(shape)
     fov = float(rng.uniform(*spec.fov_deg))
     noise = float(rng.uniform(*spec.noise))
-    style = RenderStyle(elevation_deg=spec.elevation_deg, fov_deg=fov, fill=spec.fill, supersample=1)
+    style = RenderStyle(elevation_deg=spec.elevation_deg, fov_deg=fov, fill=spec.fill, supersample=2)
     view = render_views(lattice.mesh, rng, 1, spec.image_size, style=style, depth=True)
     K, Rt, mask = view["camera_K"][0], view["camera_Rt"][0], view["mask"][0]
     camera = cam.Camera.from_matrix(K, spec.image_size)
@@ -252,6 +255,8 @@ def partial_item(shape, rng: np.random.Generator, spec: PartialSpec = PartialSpe
         "fov_deg": np.float32(fov),
         "noise": np.float32(noise),
         "n_visible": np.int64(len(cloud)),
+        "image": view["images"][0],
+        "depth": view["depth"][0].astype(np.float16),
     }
 
 

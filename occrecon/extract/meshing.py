@@ -32,8 +32,10 @@ def marching_cubes(grid: GridValues, threshold: float = 0.0) -> tuple[np.ndarray
     vertices, faces = mcubes.marching_cubes(padded, float(threshold))
     if len(faces) == 0:
         return np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64)
-    step = (grid.upper - grid.lower) / grid.resolution
-    vertices = (vertices - 1.0) * step + grid.lower
+    # Upstream's order of operations (undo the pad, divide by the cells, centre, scale by the
+    # box), so that on its box, centred at 0, the vertices are upstream's to the last bit.
+    centre, size = (grid.lower + grid.upper) / 2, grid.upper - grid.lower
+    vertices = size * ((vertices - 1.0) / grid.resolution - 0.5) + centre
     return vertices, faces.astype(np.int64)
 
 

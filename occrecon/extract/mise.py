@@ -33,7 +33,8 @@ class GridValues:
     """Field values on the fine lattice plus how they were obtained.
 
     Attributes:
-        values: (R+1, R+1, R+1) float32, indexed ``[x, y, z]``.
+        values: (R+1, R+1, R+1) float32 (float64 from :func:`~occrecon.extract.mise_upstream.extract_grid_upstream`,
+            as upstream keeps them), indexed ``[x, y, z]``.
         lower: (3,) float64, world position of lattice point (0, 0, 0).
         upper: (3,) float64, world position of lattice point (R, R, R).
         n_evaluations: number of points the field was evaluated at.

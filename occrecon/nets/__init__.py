@@ -4,6 +4,7 @@ Public API:
     build_network: architecture block (or preset) -> :class:`OccupancyNet`.
     ARCHITECTURE_PRESETS: registry name -> complete model config.
     legacy_cbn_to_current / current_cbn_to_legacy: ONet CBN state-dict converters.
+    upstream_arithmetic: run a network as upstream's modules do, without the fast paths.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ _EXPORTS = {
     "build_network": "occrecon.nets.model",
     "current_cbn_to_legacy": "occrecon.nets.onet",
     "legacy_cbn_to_current": "occrecon.nets.onet",
+    "upstream_arithmetic": "occrecon.nets.fast",
 }
 
 if TYPE_CHECKING:
     from occrecon.nets.model import OccupancyNet, build_network
     from occrecon.nets.onet import current_cbn_to_legacy, legacy_cbn_to_current
+    from occrecon.nets.fast import upstream_arithmetic
     from occrecon.nets.presets import ARCHITECTURE_PRESETS, get_preset
 
 
@@ -43,4 +46,5 @@ __all__ = [
     "current_cbn_to_legacy",
     "get_preset",
     "legacy_cbn_to_current",
+    "upstream_arithmetic",
 ]

@@ -39,8 +39,16 @@ def normalize_plane_coordinate(p: torch.Tensor, plane: str, padding: float = 0.1
         (B, N, 2) coordinates in [0, 1 - 1e-5].
     """
     a, b = PLANE_AXES[plane]
-    uv = p[..., [a, b]]
-    uv = uv / (1 + padding + PLANE_EPS) + 0.5
+    return normalize_plane_axes(p[..., [a, b]], padding)
+
+
+def normalize_plane_axes(p: torch.Tensor, padding: float = 0.1) -> torch.Tensor:
+    """Every coordinate of ``p`` (any shape) normalised as a plane coordinate (eps 1e-5, clamped).
+
+    Elementwise, so normalising all three axes once and then picking a plane's pair is
+    :func:`normalize_plane_coordinate` to the last bit (the decoder samples its three planes so).
+    """
+    uv = p / (1 + padding + PLANE_EPS) + 0.5
     return _clamp_unit(uv, PLANE_EPS)
 
 

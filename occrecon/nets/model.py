@@ -154,6 +154,10 @@ def build_network(arch: Mapping[str, Any]) -> OccupancyNet:
         ValueError: unknown method, encoder or decoder name.
     """
     arch = _architecture(arch)
+    if arch.get("method") == "depthfirst":  # the two-stage image model: its completion stage is itself an architecture
+        from occrecon.nets.pointmap import build_depthfirst
+
+        return build_depthfirst(dict(arch), build_network)  # type: ignore[return-value]
     method = METHOD_ALIASES.get(str(arch.get("method", "onet")))
     if method is None:
         raise ValueError(f"unknown method {arch.get('method')!r}")

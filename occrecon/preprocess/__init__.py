@@ -71,9 +71,9 @@ def _points(source: Source, spec: InputSpec, mask: Any, seed: int | None) -> Pre
     )
 
 
-def _voxels(source: Source, spec: InputSpec, mask: Any, seed: int | None) -> PreparedInput:
+def _voxels(source: Source, spec: InputSpec, mask: Any, seed: int | None, fill_rule: str = "any") -> PreparedInput:
     grid = read_voxels(source) if _is_path(source) else source
-    return prepare_voxels(grid, resolution=spec.resolution, convention=spec.convention, source=str(source) if _is_path(source) else None)
+    return prepare_voxels(grid, resolution=spec.resolution, convention=spec.convention, source=str(source) if _is_path(source) else None, fill_rule=fill_rule)
 
 
 _PREPARERS: dict[str, Callable[[Source, InputSpec, Any, int | None], PreparedInput]] = {
@@ -90,6 +90,7 @@ def prepare_input(
     *,
     mask: np.ndarray | str | Path | None = None,
     seed: int | None = 0,
+    fill_rule: str = "any",
 ) -> PreparedInput:
     """Read (if given a path) and preprocess one input for a model.
 
@@ -102,6 +103,8 @@ def prepare_input(
             ``{"kind": "points", "n_points": 3000, "noise": 0.005}``.
         mask: optional object mask (array or file) for images.
         seed: RNG seed for point subsampling and noise (None: fresh randomness).
+        fill_rule: voxel grids: how their cells were filled, ``any``, ``centre`` or ``auto``
+            (see :func:`~occrecon.preprocess.voxels.prepare_voxels`).
 
     Returns:
         The :class:`PreparedInput`.
@@ -120,4 +123,6 @@ def prepare_input(
         raise InputError(name, f"this model takes {wanted} input, not {kind}")
     if mask is not None and kind != "image":
         raise ValueError("mask only applies to image inputs")
+    if kind == "voxels":
+        return _voxels(source, input_spec, mask, seed, fill_rule)
     return _PREPARERS[kind](source, input_spec, mask, seed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from occrecon.frames import FrameTransform
@@ -24,9 +25,13 @@ class PreparedInput:
         preview: what the network saw, for saving or display: a PIL RGB image,
             (N, 3) float64 canonical points, or the (R, R, R) bool grid.
         notes: user-facing remarks about what preprocessing did.
+        samples: occupancy the input states exactly, where it does: (n, 3) float32 canonical
+            points and (n,) bool inside (a centre-rule grid's cell centres), for
+            :func:`~occrecon.fitting.fit_to_occupancy`; None for every other input.
     """
 
     tensor: torch.Tensor
     transform: FrameTransform
     preview: Any
     notes: list[str] = field(default_factory=list)
+    samples: tuple[np.ndarray, np.ndarray] | None = None

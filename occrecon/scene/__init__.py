@@ -7,9 +7,9 @@ from occrecon.scene.units import (
     detect_units,
     extent_metres,
     is_scene,
+    cloud_is_scene,
     scene_or_object,
     sparse_points_note,
-    up_axis_note,
 )
 from occrecon.scene.window import (
     CropGrid,
@@ -40,6 +40,7 @@ __all__ = [
     "detect_units",
     "extent_metres",
     "is_scene",
+    "cloud_is_scene",
     "scene_or_object",
     "plan_crops",
     "reconstruct_scene",
@@ -47,5 +48,4 @@ __all__ = [
     "scene_settings",
     "settings_for",
     "sparse_points_note",
-    "up_axis_note",
 ]

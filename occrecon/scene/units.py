@@ -10,6 +10,8 @@ import numpy as np
 
 from occrecon.io.crs import UNITS_PER_METRE, LinearUnits
 from occrecon.options import OptionError
+from occrecon.orientation import count_walls, detect_up, standing_share
+from occrecon.planes import CloudPlanes, find_planes
 
 OBJECT_SCALE_LIMIT_M = 4.0
 """Clouds whose longest side exceeds this (in metres) are treated as scenes by default."""
@@ -57,44 +59,59 @@ def is_scene(points: np.ndarray, units: str | LinearUnits | None = None) -> bool
     return extent_metres(points, units) > OBJECT_SCALE_LIMIT_M
 
 
-def scene_or_object(points: np.ndarray, units: str | LinearUnits | None) -> tuple[bool, str | None]:
+def scene_or_object(points: np.ndarray, units: str | LinearUnits | None, planes: CloudPlanes | None = None) -> tuple[bool, str | None]:
     """Whether a cloud should go through the sliding window when nobody said, and a note when it is unsure.
 
-    Only a size in known units decides for a scene: units given or stated by the file, or
-    a cloud within the range where metres are the only sensible reading (over 4 and at
-    most 200 units). Where the units are a guess (centimetres or millimetres), the same
-    cloud may be a room or an object (1,019 units: a 10 m room in centimetres or a 1 m
-    chair in millimetres), so it stays an object, with a note on how to ask for a scene.
+    Over :data:`OBJECT_SCALE_LIMIT_M` across, a size in known units (given, or stated by the
+    file) decides for a scene. Where the units are a guess, size alone cannot tell (1,019
+    units: a 10 m room in centimetres or a 1 m chair in millimetres), so the cloud's shape
+    decides (:func:`cloud_is_scene`): a room, seen from inside, has a floor with walls at its
+    bounding box's faces. Anything else stays an object, with a note on how to ask for a
+    scene (open ground too: a bed's or a car's flat bottom is a floor with things on it). Between
+    :data:`ROOM_SIZED_M` and :data:`OBJECT_SCALE_LIMIT_M`, only a room's shape makes a scene
+    (a small room, a fragment of one). ``planes``: the cloud's, when already found.
     """
     per_metre, _ = detect_units(points, units)
     longest = float(np.max(np.ptp(points, axis=0)))
     metres = float(np.max(np.ptp(points, axis=0) / per_metre))
-    if metres <= OBJECT_SCALE_LIMIT_M:
+    if metres <= ROOM_SIZED_M:
         return False, None
-    if units is None and np.all(np.asarray(per_metre) != 1.0):
+    if metres <= OBJECT_SCALE_LIMIT_M:
+        return cloud_is_scene(points, planes=planes), None
+    if units is not None:
+        return True, None
+    if cloud_is_scene(points, planes=planes):
+        return True, None
+    if not np.all(np.asarray(per_metre) == 1.0):
         return False, (
             f"reconstructed as one object: {longest:.0f} units across, which is {longest / 100:.3g} m in centimetres "
-            f"(a room) or {longest / 1000:.3g} m in millimetres (an object); if it is a scene, --scene --units cm says so"
+            f"(a room) or {longest / 1000:.3g} m in millimetres (an object), and its points show no floor with walls; "
+            "if it is a scene, --scene --units cm says so"
         )
-    return True, None
+    return False, (
+        f"reconstructed as one object: {longest:.3g} units across, and its points show no floor with walls; "
+        "if it is a scene, --scene says so (with --units if it is not in metres)"
+    )
 
 
+MIN_WALLS = 2
+"""A room seen from inside has walls on two sides at least (a fragment from its corner too); a sofa has one, its back."""
+
+MIN_STANDING = 0.03
+"""In a room, this share of the points at least stands off the floor and walls (furniture; a closed box has none inside)."""
+
+
+def cloud_is_scene(points: np.ndarray, planes: CloudPlanes | None = None) -> bool:
+    """Whether a cloud's shape is a room's, seen from inside: a floor (as :func:`~occrecon.orientation.detect_up` finds one), walls on it, and things standing in it."""
+    planes = planes if planes is not None else find_planes(points)
+    found = detect_up(points, planes)
+    if found.axis is None or found.evidence != "floor":
+        return False
+    return count_walls(planes, found.axis) >= MIN_WALLS and standing_share(planes, found.axis) >= MIN_STANDING
 
 
 SPARSE_SPACING_VOXELS = 4.0
 """Median point spacing, in voxels, above which a scan is too sparse for the voxel size (a note says so)."""
-
-
-def up_axis_note(extent: np.ndarray) -> str | None:
-    """A note when a scan taken as y-up (``extent``: (3,) metres) is far flatter along x or z than along y: it may be z-up (LiDAR, ScanNet)."""
-    flattest = int(np.argmin(extent))
-    if flattest == 1 or not extent[flattest] < 0.5 * extent[1]:
-        return None
-    axis = "xyz"[flattest]
-    return (
-        f"read with y up, but the scan is flattest along {axis} ({extent[flattest]:.3g} m against {extent[1]:.3g} m along y): "
-        f"if {axis} is up, --up {axis} turns it for the network, which expects y up"
-    )
 
 
 def sparse_points_note(points: np.ndarray, unit_size: float, voxel_metres: float, units_assumed: bool, sample: int = 20_000) -> str | None:

@@ -47,7 +47,9 @@ from occrecon.io.crs import LinearUnits
 from occrecon.loading import GPU_QUERY_ROWS, OccupancyModel
 from occrecon.nets.coords import crop_index, crop_normalize
 from occrecon.options import OptionError, ResolvedOptions
-from occrecon.scene.units import detect_units, sparse_points_note, up_axis_note
+from occrecon.orientation import count_walls, detect_up, resolve_up
+from occrecon.planes import CloudPlanes, find_planes
+from occrecon.scene.units import detect_units, sparse_points_note
 
 @dataclass(frozen=True)
 class SceneSettings:
@@ -408,16 +410,21 @@ class SceneFrame:
         return ((points + self.origin) @ self.turn) / self.scale
 
 
-def scene_frame(points: np.ndarray, settings: SceneSettings, units: str | LinearUnits | None, voxel_size: float | None, up: str | None) -> tuple[SceneFrame, np.ndarray]:
-    """The scan's frame in the model (see :class:`SceneFrame`) and its points in it, float32."""
+def scene_frame(
+    points: np.ndarray, settings: SceneSettings, units: str | LinearUnits | None, voxel_size: float | None, up: str | None, planes: CloudPlanes | None = None
+) -> tuple[SceneFrame, np.ndarray]:
+    """The scan's frame in the model (see :class:`SceneFrame`) and its points in it, float32.
+
+    ``up`` None or ``"auto"``: found from the points (:func:`~occrecon.orientation.resolve_up`), from ``planes`` when given.
+    """
     per_metre, units_note = detect_units(points, units)
     metres = voxel_size if voxel_size is not None else settings.unit_size
     # input units → model frame: metres, then rescaled so one scan voxel is one model voxel, then turned y-up.
     scale = (1.0 / per_metre) * (settings.unit_size / metres)
-    if up is None:
-        up, up_note = "y", up_axis_note(np.ptp(points, axis=0) / per_metre)
-    else:
-        up_note = None if up == "y" else f"{up} up: turned y-up for the network (its rooms are y-up), and back"
+    given = up
+    up, up_note = resolve_up(points, up, planes=planes)
+    if up_note is None and given not in (None, "auto") and up != "y":
+        up_note = f"{up} up: turned y-up for the network (its rooms are y-up), and back"
     turn = up_rotation(up)
     turned = (points * scale) @ turn.T
     # Shift to small coordinates by a whole number of voxels, which leaves the decoder's in-voxel coordinates as they were.
@@ -526,7 +533,8 @@ def reconstruct_scene(
             model's, 2 cm for upstream's); a coarser voxel makes bigger crops.
         up: the scan's axis that points up (``"z"``, ``"-y"``...): crop models are
             trained on y-up rooms, and a z-up floor looks to them like a wall.
-            None means y, with a note when the scan is far flatter along x or z.
+            None or ``"auto"``: found from the points (:func:`~occrecon.orientation.resolve_up`;
+            y, with a note naming the axis to try, where they do not say clearly).
         settings: sliding-window settings (default from the model config).
         seed: seeds per-crop subsampling.
         skip_empty: skip crops with no input point near their query box.
@@ -542,7 +550,9 @@ def reconstruct_scene(
     if model.task != "scene":
         raise OccreconError(f"model {model.name} is not a sliding-window scene model")
     settings = settings or scene_settings(model)
-    frame, model_points = scene_frame(np.asarray(points, dtype=np.float64), settings, units, voxel_size, up)
+    points = np.asarray(points, dtype=np.float64)
+    planes = find_planes(points)
+    frame, model_points = scene_frame(points, settings, units, voxel_size, up, planes)
     start = time.perf_counter()
     grid = plan_crops(model_points, settings.query_size, margin=settings.border_voxels * settings.unit_size)
     window = _Window(model, settings, grid, PointBins(model_points, grid), np.random.default_rng(seed))
@@ -572,7 +582,9 @@ def reconstruct_scene(
     tick = time.perf_counter()
     lattice_vertices, faces = window.welder.mesh()
     step = settings.query_size / settings.cells_per_crop
-    mesh = trimesh.Trimesh(vertices=frame.to_input(grid.lower + lattice_vertices * step), faces=faces, process=False)
+    vertices = grid.lower + lattice_vertices * step
+    faces, facing_note = face_the_scanner(vertices, faces, model_points, _surrounds_scanner(points, planes))
+    mesh = trimesh.Trimesh(vertices=frame.to_input(vertices), faces=faces, process=False)
     timings = dict(window.timings, merge=time.perf_counter() - tick, total=time.perf_counter() - start)
     return SceneResult(
         mesh=mesh,
@@ -580,6 +592,55 @@ def reconstruct_scene(
         n_skipped=skipped,
         n_evaluations=window.n_evaluations,
         timings=timings,
-        notes=list(frame.notes),
+        notes=list(frame.notes) + ([facing_note] if facing_note else []),
         peak_cached_crops=window.peak_cached,
     )
+
+
+FACING_VOTE = -0.1
+"""A mesh is turned round when its faces vote this clearly for facing away from the scanner (1: all face it)."""
+
+
+def _surrounds_scanner(points: np.ndarray, planes: CloudPlanes) -> bool:
+    """Whether the scan was taken from inside: a floor with walls on two sides at least (a room, not open ground)."""
+    found = detect_up(points, planes)
+    return found.axis is not None and found.evidence == "floor" and count_walls(planes, found.axis) >= 2
+
+
+def facing_vote(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray, inside: bool) -> float:
+    """How the faces of a scene mesh (model frame, y up) face the scanner: 1 all towards it, -1 all away.
+
+    ``inside``: the scan surrounds its scanner (a room), which stood about where its points'
+    median is, so every face (floor, walls, ceiling) should face that point. Otherwise (open
+    ground, a fragment) the scanner was above: the faces that lie flat should face up.
+    Area-weighted; faces seen edge-on do not vote.
+    """
+    if len(faces) == 0:
+        return 1.0
+    corners = vertices[faces]
+    normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    area = np.linalg.norm(normals, axis=1)
+    unit = normals / np.maximum(area, 1e-30)[:, None]
+    if inside:
+        towards = np.median(points, axis=0) - corners.mean(axis=1)
+        cosine = np.einsum("ij,ij->i", unit, towards) / np.maximum(np.linalg.norm(towards, axis=1), 1e-30)
+    else:
+        cosine = unit[:, 1]
+    voting = np.abs(cosine) > 0.5
+    if not voting.any():
+        return 1.0
+    return float(np.sum(area[voting] * np.sign(cosine[voting])) / np.sum(area[voting]))
+
+
+def face_the_scanner(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray, inside: bool) -> tuple[np.ndarray, str | None]:
+    """The faces, turned round when they face away from the scanner (:func:`facing_vote`), and a note when they were.
+
+    A crop model can take a room's floor for a ceiling and fill the room instead of its
+    walls; the surface is in the right place, but the mesh faces away from where it was
+    seen from (negative volume, walls dark from inside).
+    """
+    vote = facing_vote(vertices, faces, points, inside)
+    if vote >= FACING_VOTE:
+        return faces, None
+    side = "its inside" if inside else "above"
+    return faces[:, ::-1].copy(), f"the mesh faced away from where the scan was seen from ({side}); its faces were turned round"
