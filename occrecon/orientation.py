@@ -45,6 +45,9 @@ MIN_FLOOR_SHARE = 0.025
 MIN_FRONT = 0.05
 """Something must stand on a floor: this share of the points in front of it at least (a bare floor says nothing of its sign)."""
 
+MIN_STANDING = 0.03
+"""Fewer points than this share off the planes are too few to say where things stand; in a room more stand off its floor."""
+
 MAX_TWIN = 0.4
 """A floor is scanned from one side: a plane whose cells a parallel layer just in front fills this much is a panel (a table top, a chair's back)."""
 
@@ -95,19 +98,21 @@ def floor_evidence(planes: CloudPlanes) -> dict[str, float]:
     A floor's weight is near 1 (furniture stands on it), a wall's about 1/2 and a ceiling's
     small (nothing hangs from it), so the floor wins over walls that hold as many points.
     """
-    points, extent = planes.points, planes.extent
-    rest = points[planes.rest] if planes.rest.any() else points
+    points, extent, off_planes = planes.points, planes.extent, planes.rest
+    # What stands is what lies on no plane; where the planes hold nearly all (a corner of bare floor and wall), the rest of the cloud.
+    few = np.count_nonzero(off_planes) < MIN_STANDING * len(points)
     scores: dict[str, float] = {}
     for plane in planes.planes:
         direction = plane.direction()
         if direction is None or not plane.bounding or plane.share < MIN_FLOOR_SHARE or plane.twin >= MAX_TWIN or plane.front < MIN_FRONT:
             continue
         axis, sign = direction
+        name = direction_name(axis, sign)
         if not extent[axis] > 0:
             continue
+        rest = np.delete(points, plane.inliers, axis=0) if few else points[off_planes]
         height = (rest[:, axis] - points[:, axis].min()) if sign > 0 else (points[:, axis].max() - rest[:, axis])
         lowness = 1.0 - float(np.mean(height / extent[axis]))
-        name = direction_name(axis, sign)
         scores[name] = scores.get(name, 0.0) + plane.share * lowness
     return scores
 

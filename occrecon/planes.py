@@ -37,7 +37,7 @@ AXIS_TOLERANCE_DEG = 15.0
 
 COVERAGE_CELLS = 8
 
-TWIN_REACH = 0.05
+TWIN_REACH = 0.1
 """How far in front of a plane (share of the longest side) a parallel layer counts as its other face."""
 
 

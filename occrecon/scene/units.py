@@ -10,7 +10,7 @@ import numpy as np
 
 from occrecon.io.crs import UNITS_PER_METRE, LinearUnits
 from occrecon.options import OptionError
-from occrecon.orientation import count_walls, detect_up, standing_share
+from occrecon.orientation import MIN_STANDING, count_walls, detect_up, standing_share
 from occrecon.planes import CloudPlanes, find_planes
 
 OBJECT_SCALE_LIMIT_M = 4.0
@@ -96,10 +96,6 @@ def scene_or_object(points: np.ndarray, units: str | LinearUnits | None, planes:
 
 MIN_WALLS = 2
 """A room seen from inside has walls on two sides at least (a fragment from its corner too); a sofa has one, its back."""
-
-MIN_STANDING = 0.03
-"""In a room, this share of the points at least stands off the floor and walls (furniture; a closed box has none inside)."""
-
 
 def cloud_is_scene(points: np.ndarray, planes: CloudPlanes | None = None) -> bool:
     """Whether a cloud's shape is a room's, seen from inside: a floor (as :func:`~occrecon.orientation.detect_up` finds one), walls on it, and things standing in it."""
