@@ -96,7 +96,7 @@ def test_the_models_generation_settings_choose_the_ensemble(points_model: Path, 
     model = occrecon.load_model(str(folder), "cpu")
     cloud = lopsided_cloud()
     assert "rotation ensemble of 2 encodings" in occrecon.reconstruct(model, "points", cloud).notes
-    assert not any("ensemble" in n for n in occrecon.reconstruct(model, "points", cloud, rotations=1).notes)
+    assert not any("rotation ensemble" in n for n in occrecon.reconstruct(model, "points", cloud, rotations=1).notes)
 
 
 def test_decoder_rows_per_pass_suit_the_device_and_leave_the_mesh_alone(points_model: Path, image_model: Path):
