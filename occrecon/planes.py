@@ -91,9 +91,10 @@ class CloudPlanes:
     """The planes of a cloud and the subset they were found in.
 
     Attributes:
-        points: (n, 3) float64 subset of the cloud the planes were found in.
+        points: (n, 3) float64 subset of the cloud the planes were found in, centred and
+            scaled so that its longest side is 1 (:func:`normalised`).
         planes: the planes, largest first.
-        distance: the inlier distance used (the cloud's units).
+        distance: the inlier distance used (:data:`DISTANCE`).
     """
 
     points: np.ndarray
@@ -122,15 +123,24 @@ def sample_points(points: np.ndarray, size: int = SAMPLE_POINTS, seed: int = 0) 
     return cloud
 
 
+def normalised(cloud: np.ndarray) -> np.ndarray:
+    """``cloud`` moved to its bounding box's centre and scaled so its longest side is 1 (everything here is relative to its size)."""
+    if not len(cloud):
+        return cloud
+    lower, upper = cloud.min(axis=0), cloud.max(axis=0)
+    # Halved before subtracting: a cloud spanning ±1e308 would overflow its own extent.
+    centre, half = lower / 2 + upper / 2, float(np.max(upper / 2 - lower / 2))
+    return (cloud - centre) / (2 * half) if 0 < half < np.inf else cloud - centre
+
+
 def find_planes(points: np.ndarray, *, max_planes: int = MAX_PLANES, seed: int = 0) -> CloudPlanes:
     """The cloud's large planes, largest first: RANSAC, then again on the points left, until a plane is too small."""
     import open3d as o3d  # here: importing Open3D takes a second or two, and only clouds need it
 
-    cloud = sample_points(points, seed=seed)
-    extent = np.ptp(cloud, axis=0) if len(cloud) else np.zeros(3)
-    distance = DISTANCE * float(extent.max()) if len(cloud) else 0.0
-    if len(cloud) < 100 or not distance > 0:
-        return CloudPlanes(cloud, (), distance)
+    cloud = normalised(sample_points(points, seed=seed))
+    distance = DISTANCE
+    if len(cloud) < 100 or not np.ptp(cloud, axis=0).max() > 0:
+        return CloudPlanes(cloud, (), distance)  # too few points, or all in one spot
     o3d.utility.random.seed(seed)
     left = np.arange(len(cloud))
     planes: list[Plane] = []

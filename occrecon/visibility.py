@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from occrecon.planes import sample_points
+from occrecon.planes import normalised, sample_points
 
 VIEW_DIRECTIONS = 48
 CELLS = 16
@@ -98,7 +98,7 @@ def direction_coverage(points: np.ndarray, bins: int = 64) -> float:
 
 def one_sided(points: np.ndarray) -> bool:
     """Whether a cloud looks seen from one side only (see the module's docstring)."""
-    cloud = sample_points(points, SAMPLE_POINTS)
+    cloud = normalised(sample_points(points, SAMPLE_POINTS))
     if len(cloud) < 100 or not np.ptp(cloud, axis=0).max() > 0:
         return False
     if direction_coverage(cloud) > MAX_DIRECTION_COVERAGE:
