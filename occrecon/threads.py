@@ -41,7 +41,7 @@ WAIT_POLICY = "PASSIVE"
 
 @dataclass(frozen=True)
 class ThreadSetting:
-    """What :func:`set_threads` applied: the thread count, where it came from, and the OpenMP wait policy in force."""
+    """What :func:`set_threads` applied: the thread count, where it came from, and the OpenMP wait policy in force (None: torch was loaded first, with whatever policy its environment had then)."""
 
     threads: int
     reason: str

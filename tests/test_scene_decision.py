@@ -25,10 +25,11 @@ def test_objects_in_centimetres_or_millimetres_stay_objects_with_a_note_naming_s
         assert not scene and "--scene" in note
 
 
-def test_a_small_room_is_a_scene_by_its_shape_and_a_small_thing_is_not():
-    assert scene_or_object(box_room(size=(3.0, 2.5, 2.6)), None) == (True, None)
-    assert scene_or_object(chair_like(3.0), None) == (False, None)  # under 4 m: the room-sized note comes from the pipeline
-    assert not cloud_is_scene(chair_like(3.0))
+def test_a_closed_box_is_no_room_and_under_4_m_size_still_decides():
+    assert not cloud_is_scene(chair_like(3.0))  # planes at every face, nothing standing inside
+    small_room = box_room() * 0.6  # 3.6 m across: shaped like a room
+    assert cloud_is_scene(small_room)
+    assert scene_or_object(small_room, None) == (False, None)  # but under 4 m: the room-sized note comes from the pipeline
 
 
 class SceneModelLoaded(Exception):

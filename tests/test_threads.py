@@ -91,7 +91,7 @@ def test_threads_is_a_flag_of_every_reconstruction_command(tmp_path: Path):
     command = [sys.executable, "-m", "occrecon.cli.main"]
     done = subprocess.run(command + ["voxels", str(ROOT / "examples" / "chair.binvox"), "--threads", "1", "-d", str(tmp_path), "--device", "cpu", "--upsampling-steps", "0"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert "on cpu, 1 CPU threads" in done.stderr
+    assert "on cpu, 1 CPU thread" in done.stderr
     for kind, source in (("points", "chair_points.ply"), ("image", "chair.png")):
         refused = subprocess.run(command + [kind, str(ROOT / "examples" / source), "--threads", "0", "-d", str(tmp_path)], capture_output=True, text=True, timeout=120)
         assert refused.returncode == 2 and "--threads" in refused.stderr, kind

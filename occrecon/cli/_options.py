@@ -15,7 +15,7 @@ RevisionOpt = Annotated[Optional[str], typer.Option("--revision", help="Hub bran
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (GPU when present), cpu, cuda, cuda:N or mps.")]
 ThreadsOpt = Annotated[
     Optional[int],
-    typer.Option("--threads", min=1, max=1024, help="CPU threads for the networks; idle threads sleep instead of spinning. On a machine shared with other work, 1 is fastest. [default: OMP_NUM_THREADS when set, else the cores free to this process (affinity and cgroup quota)]"),
+    typer.Option("--threads", min=1, max=1024, help="CPU threads for the networks; idle threads sleep instead of spinning, unless OMP_WAIT_POLICY says otherwise. [default: OMP_NUM_THREADS when set, else the cores free to this process (affinity and cgroup quota)]"),
 ]
 # A string, not a Path: Path() drops the trailing slash that says "a folder".
 OutputOpt = Annotated[Optional[str], typer.Option("--output", "-o", help="Output file (one input only); its suffix picks the format. An existing folder or a path ending in / means --output-dir.", show_default=False)]

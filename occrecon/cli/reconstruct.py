@@ -403,7 +403,8 @@ class BatchDisplay:
 
         elapsed = time.perf_counter() - self.started
         counts = self.counts
-        threads = f", {torch.get_num_threads()} CPU threads" if str(model.device) == "cpu" else ""
+        count = torch.get_num_threads()
+        threads = f", {count} CPU thread{'s' if count != 1 else ''}" if str(model.device) == "cpu" else ""
         out.plain(
             f"{counts['ok']} done, {counts['skipped']} skipped, {counts['failed']} failed in {elapsed:.1f} s with {model.name} on {model.device}{threads}",
             quiet=self.cli.quiet,

@@ -67,17 +67,15 @@ def scene_or_object(points: np.ndarray, units: str | LinearUnits | None, planes:
     units: a 10 m room in centimetres or a 1 m chair in millimetres), so the cloud's shape
     decides (:func:`cloud_is_scene`): a room, seen from inside, has a floor with walls at its
     bounding box's faces. Anything else stays an object, with a note on how to ask for a
-    scene (open ground too: a bed's or a car's flat bottom is a floor with things on it). Between
-    :data:`ROOM_SIZED_M` and :data:`OBJECT_SCALE_LIMIT_M`, only a room's shape makes a scene
-    (a small room, a fragment of one). ``planes``: the cloud's, when already found.
+    scene (open ground too: a bed's or a car's flat bottom is a floor with things on it). A
+    cloud at most :data:`OBJECT_SCALE_LIMIT_M` across stays an object whatever its shape: an
+    open-fronted bookcase is shaped like a room. ``planes``: the cloud's, when already found.
     """
     per_metre, _ = detect_units(points, units)
     longest = float(np.max(np.ptp(points, axis=0)))
     metres = float(np.max(np.ptp(points, axis=0) / per_metre))
-    if metres <= ROOM_SIZED_M:
-        return False, None
     if metres <= OBJECT_SCALE_LIMIT_M:
-        return cloud_is_scene(points, planes=planes), None
+        return False, None
     if units is not None:
         return True, None
     if cloud_is_scene(points, planes=planes):
