@@ -608,12 +608,13 @@ def _surrounds_scanner(points: np.ndarray, planes: CloudPlanes) -> bool:
 
 
 def facing_vote(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray, inside: bool) -> float:
-    """How the faces of a scene mesh (model frame, y up) face the scanner: 1 all towards it, -1 all away.
+    """How the faces of a scene mesh (model frame, y up) that lie flat face the scanner: 1 all towards it, -1 all away.
 
     ``inside``: the scan surrounds its scanner (a room), which stood about where its points'
-    median is, so every face (floor, walls, ceiling) should face that point. Otherwise (open
-    ground, a fragment) the scanner was above: the faces that lie flat should face up.
-    Area-weighted; faces seen edge-on do not vote.
+    median is, so a floor should face up to it and a ceiling down. Otherwise (open ground, a
+    fragment) the scanner was above, and flat faces should face up. Area-weighted. Only flat
+    faces vote: read upside down, the example room came out with its floor facing away
+    (flat faces -0.32) but its walls still about right (+0.09), a volume of -1.55 m³.
     """
     if len(faces) == 0:
         return 1.0
@@ -621,15 +622,14 @@ def facing_vote(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray, ins
     normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
     area = np.linalg.norm(normals, axis=1)
     unit = normals / np.maximum(area, 1e-30)[:, None]
-    if inside:
-        towards = np.median(points, axis=0) - corners.mean(axis=1)
-        cosine = np.einsum("ij,ij->i", unit, towards) / np.maximum(np.linalg.norm(towards, axis=1), 1e-30)
-    else:
-        cosine = unit[:, 1]
-    voting = np.abs(cosine) > 0.5
-    if not voting.any():
+    flat = np.abs(unit[:, 1]) > 0.7
+    if not flat.any():
         return 1.0
-    return float(np.sum(area[voting] * np.sign(cosine[voting])) / np.sum(area[voting]))
+    if inside:
+        towards = np.sign(unit[flat, 1] * (np.median(points[:, 1]) - corners[flat, :, 1].mean(axis=1)))
+    else:
+        towards = np.sign(unit[flat, 1])
+    return float(np.sum(area[flat] * towards) / np.sum(area[flat]))
 
 
 def face_the_scanner(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray, inside: bool) -> tuple[np.ndarray, str | None]:
