@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
@@ -139,9 +140,9 @@ def test_plane_across_crop_borders_is_one_seamless_sheet():
     edges = mesh.edges_sorted
     unique, counts = np.unique(edges, axis=0, return_counts=True)
     boundary = mesh.vertices[unique[counts == 1].ravel()]
-    margin = SETTINGS.border_voxels * SETTINGS.unit_size
-    tiled_lo = scan.min(axis=0) - margin
-    tiled_hi = tiled_lo + np.asarray(plan_crops(scan, SETTINGS.query_size, margin=margin).counts) * SETTINGS.query_size
+    grid = plan_crops(scan, SETTINGS.query_size, margin=SETTINGS.border_voxels * SETTINGS.unit_size)
+    tiled_lo = grid.lower
+    tiled_hi = tiled_lo + np.asarray(grid.counts) * SETTINGS.query_size
     on_border = np.isclose(boundary[:, 0], tiled_lo[0], atol=1e-6) | np.isclose(boundary[:, 0], tiled_hi[0], atol=1e-6)
     on_border |= np.isclose(boundary[:, 2], tiled_lo[2], atol=1e-6) | np.isclose(boundary[:, 2], tiled_hi[2], atol=1e-6)
     assert on_border.all()
@@ -159,9 +160,21 @@ def test_lattice_reaches_beyond_the_scan_so_edge_surfaces_close():
     origin = np.floor(scan[:, 1].min() / SETTINGS.unit_size) * SETTINGS.unit_size
     assert np.all(np.abs(mesh.vertices[:, 1] - (origin - 0.02 + np.log(4.0) / 50.0)) < 0.006)
     assert mesh.area > 0.9 * 1.2 * 0.8
+    # Centred tiling: the flat scan's one row of crops reaches half a crop below it.
     bare = dataclasses.replace(SETTINGS, border_voxels=0.0)
-    with pytest.raises(InputError, match="no surface"):
-        reconstruct_scene(model, scan, units="m", settings=bare)
+    assert reconstruct_scene(model, scan, units="m", settings=bare).mesh.area > 0.9 * 1.2 * 0.8
+
+
+@pytest.mark.parametrize("extent", [0.49, 0.5, 0.51, 1.79, 3.3])
+def test_tiling_needs_no_more_crops_than_upstreams_and_is_centred(extent):
+    size, margin = 0.5, 0.01
+    points = np.array([[0.0, 0.0, 0.0], [extent, 0.2, 1.0]])
+    grid = plan_crops(points, size, margin=margin)
+    upstream = [math.ceil((e + 2 * 0.01) / size) for e in (extent, 0.2, 1.0)]  # bounds ± 0.01, ceil(extent / size)
+    assert list(grid.counts) == upstream
+    tiled_hi = grid.lower + np.asarray(grid.counts) * size
+    np.testing.assert_allclose(points.min(axis=0) - grid.lower, tiled_hi - points.max(axis=0))
+    assert np.all(points.min(axis=0) - grid.lower >= margin - 1e-12)
 
 
 class SlabCropNet(AnalyticCropNet):

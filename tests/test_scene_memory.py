@@ -75,9 +75,9 @@ def test_million_point_scene_reconstructs_under_4_gb(tmp_path: Path) -> None:
     mesh = trimesh.load(output, process=False)
     assert len(mesh.faces) > 100_000
     # In the scan's frame: the mesh spans the scan (walls reach its sides) and stays within
-    # the lattice's border beyond it (the walls' unseen backs are cut there).
+    # the trimming distance beyond it (the walls' unseen backs are cut there).
     settings = scene_settings(load_model("convonet-scene-synthetic", "cpu"))
-    border = settings.border_voxels * settings.unit_size + 0.01
+    border = (settings.trim_voxels or 0.0) * settings.unit_size + settings.query_size / settings.cells_per_crop + 0.01
     lo, hi = points.min(axis=0), points.max(axis=0)
     assert np.all(mesh.bounds[0] > lo - border) and np.all(mesh.bounds[1] < hi + border)
     assert np.all(np.abs(mesh.bounds[0] - lo)[[0, 2]] < border) and np.all(np.abs(mesh.bounds[1] - hi)[[0, 2]] < border)

@@ -64,9 +64,11 @@ class SceneSettings:
         threshold: surface probability.
         max_points_per_crop: input points per crop above which a crop is subsampled.
         refine_margin_voxels: cells farther than this from every input point are not refined.
-        border_voxels: the lattice reaches this far beyond the scan's bounds, so that
-            surfaces at its edge (a wall seen from inside, the floor) are crossed by the
-            lattice and come out, instead of lying on its last layer.
+        border_voxels: the lattice reaches at least this far beyond the scan's bounds
+            (upstream's 1 cm at 2 cm voxels); the tiling is centred on the scan, so the spare
+            room of its last crop adds to it, and surfaces at the scan's edge (a wall seen
+            from inside, the floor) are crossed by the lattice instead of lying on its last
+            layer, without a row of crops more than upstream's tiling.
         trim_voxels: faces whose centre lies farther than this from every input point
             are dropped (None keeps them): what a scan cannot see, such as the backs of
             walls and the underside of the floor, is guessed by the network and left out.
@@ -83,7 +85,7 @@ class SceneSettings:
     threshold: float = GenerationDefaults.threshold
     max_points_per_crop: int = SceneSpec.max_points_per_crop
     refine_margin_voxels: float = 3.0
-    border_voxels: float = 3.0
+    border_voxels: float = 0.5
     trim_voxels: float | None = 1.5
     batch_size: int = GPU_QUERY_ROWS
     max_crops: int = 2_000
@@ -202,11 +204,19 @@ class CropGrid:
 
 
 def plan_crops(points: np.ndarray, size: float, margin: float = 0.01) -> CropGrid:
-    """Tile the points' bounds (± ``margin``) by cubes of edge ``size`` (upstream's scheme)."""
-    lo = points.min(axis=0) - margin
-    hi = points.max(axis=0) + margin
-    counts = tuple(int(max(1, math.ceil(e / size))) for e in (hi - lo))
-    return CropGrid(lower=lo.astype(np.float64), size=float(size), counts=counts)  # type: ignore[arg-type]
+    """Tile the points' bounds (± ``margin``) by cubes of edge ``size``, centred on the points.
+
+    As many crops per axis as upstream's tiling (bounds ± 0.01, ``ceil(extent / size)``)
+    for the same ``margin``, so a border never adds a row of crops. The tiling is centred,
+    not started at the lower bound: the room the last crop has to spare is split between
+    both ends, so surfaces at the scan's edge (a floor, the walls seen from inside) lie
+    inside the lattice by that much, not only by ``margin``.
+    """
+    lo = points.min(axis=0).astype(np.float64)
+    hi = points.max(axis=0).astype(np.float64)
+    counts = tuple(int(max(1, math.ceil((e + 2 * margin) / size))) for e in (hi - lo))
+    lower = (lo + hi) / 2 - np.asarray(counts) * size / 2
+    return CropGrid(lower=lower, size=float(size), counts=counts)  # type: ignore[arg-type]
 
 
 class PointBins:
@@ -306,12 +316,17 @@ def _faces_near(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray, low
 class VertexWelder:
     """Collects the crops' meshes with one global index per lattice vertex.
 
-    Vertices on a crop's faces are bit-identical to those its neighbours make on
-    the shared face (same lattice values, same positions), so they are matched by
-    their exact global lattice position; a dictionary holds only the vertices of
-    crop faces of the last two x-slabs, and nothing is sorted at the end, so
-    memory is the output mesh plus a few crops.
+    Vertices on a crop's faces are those its neighbours make on the shared face
+    (same lattice values), up to the last bit: PyMCubes may round a crossing on
+    an edge of the face differently from the two sides (1e-15 lattice units seen).
+    So they are matched by their global lattice position quantised to
+    ``1 / KEY_SCALE`` of a cell, far coarser than that rounding and far finer than
+    any two distinct crossings; a dictionary holds only the vertices of crop faces
+    of the last two x-slabs, and nothing is sorted at the end, so memory is the
+    output mesh plus a few crops.
     """
+
+    KEY_SCALE = 2.0**24
 
     def __init__(self, cells: int):
         self.cells = cells
@@ -336,8 +351,9 @@ class VertexWelder:
         new = [interior]
         keys = self._slab_keys.setdefault(ijk[0], [])
         fresh = []
+        keys_on_face = np.round(lattice * self.KEY_SCALE).astype(np.int64)
         for row in np.flatnonzero(on_face):
-            key = lattice[row].tobytes()
+            key = keys_on_face[row].tobytes()
             found = self._shared.get(key)
             if found is None:
                 found = self._shared[key] = self.n_vertices
