@@ -181,3 +181,52 @@ def test_upstream_extraction_encodes_the_planes_one_by_one(points_model):
     calls.clear()
     occrecon.reconstruct(model, "points", cloud, resolution=6, upsampling_steps=1)
     assert calls == [3]
+
+
+def _scene_unet() -> torch.nn.Module:
+    from occrecon.nets.unet import UNet3D
+
+    torch.manual_seed(0)
+    net = UNet3D(in_channels=8, out_channels=8, f_maps=8, num_levels=3, num_groups=4).eval()
+    for module in net.modules():
+        if isinstance(module, torch.nn.GroupNorm):  # away from the identity, so a wrong affine map shows
+            module.weight.data.normal_(1.0, 0.3)
+            module.bias.data.normal_(0.0, 0.3)
+    return net
+
+
+@pytest.mark.parametrize("rows", [1, 3, 5, 24])
+def test_decoder_levels_in_slabs_match_the_whole_volume(rows):
+    net = _scene_unet()
+    grid = torch.randn(1, 8, 24, 16, 20) + 0.3
+    with torch.inference_mode(), upstream_arithmetic(net):
+        whole = net(grid)
+        skip = net.encoders[0](grid)
+        deeper = net.decoders[0](net.encoders[1](skip), net.encoders[2](net.encoders[1](skip)))
+        level = net.decoders[1]
+        expected = level(skip, deeper)
+    with torch.inference_mode():
+        sliced = level.forward_in_slabs(skip, deeper, rows=rows)
+    torch.testing.assert_close(sliced, expected, rtol=0, atol=2e-5)
+    assert whole.shape == (1, 8, 24, 16, 20)
+
+
+def test_large_decoder_levels_run_in_slabs_at_eval_time_only(monkeypatch):
+    from occrecon.nets import unet
+
+    net = _scene_unet()
+    grid = torch.randn(1, 8, 16, 16, 16)
+    calls = []
+    original = unet.Decoder3d.forward_in_slabs
+    monkeypatch.setattr(unet.Decoder3d, "forward_in_slabs", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    monkeypatch.setattr(unet, "SLAB_ELEMENTS", 16**3)  # every level is "large"
+    with torch.inference_mode(), upstream_arithmetic(net):
+        upstream = net(grid)
+    assert calls == []  # upstream's arithmetic: whole volumes
+    with torch.inference_mode():
+        fast = net(grid)
+    assert len(calls) == 2
+    torch.testing.assert_close(fast, upstream, rtol=0, atol=2e-5)
+    calls.clear()
+    net(grid.requires_grad_()).sum().backward()  # training: whole volumes, gradients flow
+    assert calls == [] and grid.grad is not None

@@ -5,7 +5,9 @@ A fast path that computes the same function with other float32 roundings is mark
 
 * ONet's conditional batch norms folded into one affine map per object, on channels-last rows
   (:meth:`~occrecon.nets.onet.DecoderCBatchNorm.forward_folded`);
-* ConvONet's three planes through their shared U-Net as one batch (``_FeatureVolumes._volumes``).
+* ConvONet's three planes through their shared U-Net as one batch (``_FeatureVolumes._volumes``);
+* the 3D U-Net's large decoder levels in slabs of depth (:meth:`~occrecon.nets.unet.Decoder3d.forward_in_slabs`),
+  which halves the published crop model's peak memory.
 
 Their logits differ from upstream's in the last bits (within 1e-5 of the largest logit,
 ``tests/test_fast_eval.py``), which moves mesh vertices slightly and could flip a lattice value

@@ -173,8 +173,20 @@ class Encoder3d(nn.Module):
         return self.basic_module(x)
 
 
+SLAB_ELEMENTS = 1 << 26
+"""A decoder level whose merged input holds more float32 values than this (256 MiB) runs in slabs at eval time."""
+
+
 class Decoder3d(nn.Module):
-    """Nearest upsampling to the skip's size, concat (skip first), :class:`DoubleConv3d`."""
+    """Nearest upsampling to the skip's size, concat (skip first), :class:`DoubleConv3d`.
+
+    At eval time a large level runs its first convolution in slabs along depth
+    (:meth:`forward_in_slabs`, a ``fast_eval`` path): the merged input and its
+    normalised copy never exist whole. On the published crop model's 160³ grid they
+    are 1.5 GiB each, and this level set the run's peak memory.
+    """
+
+    fast_eval = True
 
     def __init__(self, in_channels: int, out_channels: int, num_groups: int = 8) -> None:
         super().__init__()
@@ -182,8 +194,78 @@ class Decoder3d(nn.Module):
 
     def forward(self, skip: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Fuse deeper features ``x`` into ``skip`` (B, C_skip, D, H, W)."""
+        merged_size = skip.shape[0] * (skip.shape[1] + x.shape[1]) * skip[0, 0].numel()
+        if self.fast_eval and not torch.is_grad_enabled() and merged_size > SLAB_ELEMENTS:
+            return self.forward_in_slabs(skip, x)
         x = F.interpolate(x, size=skip.shape[2:], mode="nearest")
         return self.basic_module(torch.cat((skip, x), dim=1))
+
+    def forward_in_slabs(self, skip: torch.Tensor, x: torch.Tensor, rows: int | None = None) -> torch.Tensor:
+        """:meth:`forward` with the first convolution run ``rows`` depth rows at a time.
+
+        The group norm's statistics are gathered first, per slab and summed in float64,
+        so the result differs from the whole-volume path only in float32 rounding.
+        """
+        first = self.basic_module.SingleConv1
+        batch, skip_channels, depth, height, width = skip.shape
+        channels = skip_channels + x.shape[1]
+        rows = rows or max(1, SLAB_ELEMENTS // 4 // (batch * channels * height * width))
+        source_rows = _nearest_source(x.shape[2], depth, skip.device)
+
+        def upsampled(a: int, b: int) -> torch.Tensor:
+            return F.interpolate(x.index_select(2, source_rows[a:b]), size=(b - a, height, width), mode="nearest")
+
+        slabs = [(a, min(a + rows, depth)) for a in range(0, depth, rows)]
+        sums = sum(_channel_sums(torch.cat((skip[:, :, a:b], upsampled(a, b)), dim=1)) for a, b in slabs)
+        scale, shift = _group_norm_affine(first.groupnorm, sums, depth * height * width)
+        out = skip.new_empty(batch, first.conv.out_channels, depth, height, width)
+        buffer = skip.new_empty(batch, channels, rows + 2, height, width)
+        for a, b in slabs:
+            lo, hi = max(a - 1, 0), min(b + 1, depth)
+            # Rows beyond the volume are the convolution's zero padding, as on the whole volume.
+            top, bottom = int(a == 0), int(b == depth)
+            window = buffer[:, :, : top + (hi - lo) + bottom]
+            window[:, :, :top] = 0
+            window[:, :, window.shape[2] - bottom :] = 0
+            body = window[:, :, top : top + hi - lo]
+            body[:, :skip_channels] = skip[:, :, lo:hi]
+            body[:, skip_channels:] = upsampled(lo, hi)
+            body.mul_(scale).add_(shift)
+            out[:, :, a:b] = F.relu_(_convolve_rows(first.conv, window))
+        return self.basic_module.SingleConv2(out)
+
+
+def _convolve_rows(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
+    """``conv`` (3-wide, stride 1) without padding along depth: the output has two rows fewer than ``x``."""
+    padding = (0, *conv.padding[1:])
+    if x.device.type == "cpu" and x.dtype == torch.float32 and torch.backends.mkldnn.is_available():
+        return torch.ops.aten.mkldnn_convolution(x.contiguous(), conv.weight, conv.bias, padding, conv.stride, conv.dilation, conv.groups)
+    return F.conv3d(x, conv.weight, conv.bias, conv.stride, padding, conv.dilation, conv.groups)
+
+
+def _nearest_source(size_in: int, size_out: int, device: torch.device) -> torch.Tensor:
+    """The input row ``F.interpolate(mode="nearest")`` copies into each output row."""
+    return torch.clamp(torch.floor(torch.arange(size_out, device=device, dtype=torch.float64) * (size_in / size_out)).long(), max=size_in - 1)
+
+
+def _channel_sums(x: torch.Tensor) -> torch.Tensor:
+    """(2, B, C) float64: the sums of ``x`` and of its squares per sample and channel."""
+    flat = x.flatten(2)
+    return torch.stack((flat.sum(2), (flat * flat).sum(2))).double()
+
+
+def _group_norm_affine(norm: nn.GroupNorm, sums: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-(sample, channel) ``scale, shift`` (B, C, 1, 1, 1) with ``norm(x) == x * scale + shift``, from ``x``'s channel sums over ``count`` voxels."""
+    batch, channels = sums.shape[1:]
+    group = channels // norm.num_groups
+    total, squares = sums.view(2, batch, norm.num_groups, group).sum(3) / (count * group)
+    inverse = torch.rsqrt((squares - total * total).clamp_min(0) + norm.eps).repeat_interleave(group, dim=1)
+    mean = total.repeat_interleave(group, dim=1)
+    weight = norm.weight.double() if norm.affine else torch.ones_like(inverse[0])
+    bias = norm.bias.double() if norm.affine else torch.zeros_like(inverse[0])
+    scale = inverse * weight
+    shift = bias - mean * scale
+    return scale.float()[..., None, None, None], shift.float()[..., None, None, None]
 
 
 class UNet3D(nn.Module):
