@@ -253,20 +253,104 @@ def image_model_card(config: dict[str, Any], benchmark: str | None = None) -> st
 
 def assemble_image_model(pointmap_weights: str | Path, completion_model: str, out: str | Path, *, half: bool = True, benchmark: str | None = None) -> Path:
     """Write the depth-first image model folder from a point-map run's weights and a completion model."""
-    from safetensors import safe_open
-
     from occrecon.loading import load_model, load_weights
     from occrecon.modelfolder import save_model_folder
     from occrecon.nets import build_network
 
-    with safe_open(str(pointmap_weights), framework="pt") as handle:
-        meta = {k: json.loads(v) for k, v in (handle.metadata() or {}).items()}
+    meta = weights_metadata(pointmap_weights)
     completion = load_model(completion_model, device="cpu")
     config = image_model_config(meta, completion)
     net = build_network(config["architecture"])
     load_weights(net.pointmap, Path(pointmap_weights))
     net.completion.load_state_dict(completion.net.float().state_dict())
     return save_model_folder(net, config, out, half=half, card=image_model_card(config, benchmark))
+
+
+def build_predicted_partial_dataset(source: str | Path, pointmap_weights: str | Path, out: str | Path, *, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Stage 2 data: ``source``'s partial-cloud items, their inputs replaced by a point-map network's predicted clouds.
+
+    Each item's render goes through the network as the image model sends a photo; the
+    predicted cloud (its inner mask pixels, box centred, longest side 1) becomes the
+    input, and the labelled queries are carried into its frame (:mod:`occrecon.data.predicted`).
+    Where the network sees nothing (under 16 mask pixels) the item keeps its true-depth
+    input (``predicted`` False). Train on the folder with ``occrecon train partial --cache OUT``.
+    Resumable shard by shard; the manifest records the weights' SHA-256, so predictions of
+    other weights are refused rather than mixed.
+
+    Returns:
+        the manifest (also ``out/manifest.json``).
+    """
+    import hashlib
+
+    from occrecon.data.cache import _write_json, _write_shard, open_npz_memmap, read_manifest, shard_is_complete, shard_path
+    from occrecon.errors import InputError
+    from occrecon.loading import load_weights
+    from occrecon.nets.pointmap import PointMapNet
+
+    source, out = Path(source), Path(out)
+    manifest = read_manifest(source)
+    if manifest.get("kind") != "partial" or int(manifest.get("partial_version", "1")) < 2:
+        raise InputError(source, "not a partial-cloud dataset with renders (version 2 or later)")
+    size = int(weights_metadata(pointmap_weights).get("size", 128))
+    digest = hashlib.sha256(Path(pointmap_weights).read_bytes()).hexdigest()
+    manifest = {k: v for k, v in manifest.items() if k != "complete"}
+    manifest["inputs"] = {"predicted_by": digest, "size": size, "source": str(source.resolve())}
+    out.mkdir(parents=True, exist_ok=True)
+    recorded = out / "manifest.json"
+    if recorded.is_file():
+        old = {k: v for k, v in json.loads(recorded.read_text(encoding="utf-8")).items() if k != "complete"}
+        if old != manifest:
+            raise InputError(out, "holds predictions of other weights or another dataset; choose another folder")
+    _write_json(recorded, {**manifest, "complete": False})
+    net = PointMapNet()
+    load_weights(net, Path(pointmap_weights))
+    net.eval()
+    n_items, shard_size = int(manifest["n_items"]), int(manifest["shard_size"])
+    n_points = int(manifest["spec"]["n_points"])
+    for k in range(int(manifest["n_shards"])):
+        start, stop = k * shard_size, min((k + 1) * shard_size, n_items)
+        if not shard_is_complete(shard_path(out, k), stop - start):
+            arrays = open_npz_memmap(shard_path(source, k))
+            items = [_predicted_item(net, arrays, j, size, n_points) for j in range(stop - start)]
+            _write_shard(out, k, {key: np.stack([item[key] for item in items]) for key in items[0]})
+        if progress:
+            progress(stop, n_items)
+    manifest["complete"] = True
+    _write_json(recorded, manifest)
+    return manifest
+
+
+def weights_metadata(path: str | Path) -> dict[str, Any]:
+    """A point-map weights file's metadata (step, size, validation...), JSON values decoded."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return {k: json.loads(v) for k, v in (handle.metadata() or {}).items()}
+
+
+@torch.inference_mode()
+def _predicted_item(net: torch.nn.Module, arrays: dict[str, np.ndarray], j: int, size: int, n_points: int) -> dict[str, np.ndarray]:
+    """Item ``j`` of a partial shard with the network's predicted cloud as input and its queries in that cloud's frame."""
+    from occrecon import camera as cam
+    from occrecon.data.pointmap import pointmap_target, resized_image
+    from occrecon.data.predicted import align_to_prediction, clean_frame, even_pick, queries_in_prediction
+    from occrecon.nets.pointmap import visible_surface
+
+    kept = {key: np.asarray(arrays[key][j]) for key in ("inputs", "points", "occ", "index", "view", "family")}
+    depth, K = np.asarray(arrays["depth"][j], dtype=np.float32), np.asarray(arrays["camera_K"][j])
+    image = resized_image(np.asarray(arrays["image"][j]), size)
+    try:
+        points, pixels, _ = visible_surface(net, torch.from_numpy(image.transpose(2, 0, 1).astype(np.float32) / 255.0)[None])
+        target, target_mask = pointmap_target(depth, K, size)
+        cols, rows = (pixels.numpy() - 0.5).astype(np.int64).T
+        shared = target_mask[rows, cols]
+        alignment = align_to_prediction(points.numpy()[shared], target[:, rows[shared], cols[shared]].T)
+    except ValueError:
+        return {**kept, "predicted": np.bool_(False), "alignment_residual": np.float32(np.nan)}
+    item_frame = cam.ViewerFrame(tuple(float(v) for v in arrays["frame_centre"][j]), float(arrays["frame_scale"][j]))
+    kept["points"] = queries_in_prediction(kept["points"], item_frame, clean_frame(depth, K), alignment)
+    kept["inputs"] = points.numpy()[even_pick(len(points), n_points)].astype(np.float32)
+    return {**kept, "predicted": np.bool_(True), "alignment_residual": np.float32(alignment.residual)}
 
 
 def main(argv: list[str] | None = None) -> None:

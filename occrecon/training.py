@@ -327,6 +327,12 @@ def prepare_data(config: TrainConfig, progress: Callable[[int, int], None] | Non
     if config.task == "partial":
         if config.data:
             raise OccreconError("partial-cloud models train on procedural shapes; --data is for the image, points and voxels tasks")
+        recorded = Path(config.cache) / "manifest.json"
+        if recorded.is_file() and "inputs" in json.loads(recorded.read_text(encoding="utf-8")):
+            # Stage 2: inputs predicted by a point-map network (pointmap_training.build_predicted_partial_dataset), made already.
+            from occrecon.data.cache import read_manifest
+
+            return read_manifest(config.cache)
         return build_partial_dataset(
             config.cache, config.n_shapes + config.val_shapes, config.seed, views=config.views,
             shard_size=config.shard_size, workers=max(1, config.workers), progress=progress,

@@ -200,3 +200,69 @@ def test_partial_task_fine_tunes_a_points_model_into_a_completion_model(tmp_path
     assert "partial clouds" in model.config.training["data"]
     manifest = json.loads((tmp_path / "cache" / "datasets" / "partial-seed0-n3-v1" / "manifest.json").read_text())
     assert manifest["kind"] == "partial" and manifest["n_items"] == 3
+
+
+class _ScaledTruth(torch.nn.Module):
+    """A point-map 'network' that returns an item's true point map, scaled by 2 and shifted: right up to a similarity."""
+
+    def __init__(self, depth, K, size):
+        super().__init__()
+        target, mask = pointmap_target(depth, K, size)
+        self.register_buffer("target", 2.0 * torch.from_numpy(target)[None] + torch.tensor([0.3, -0.2, 0.1]).view(1, 3, 1, 1))
+        self.register_buffer("mask", torch.from_numpy(mask)[None, None])
+
+    def forward(self, image):
+        return self.target, torch.where(self.mask, 10.0, -10.0)
+
+
+def test_stage_two_carries_an_items_frame_onto_the_predicted_cloud(tiny_partial):
+    from scipy.spatial import cKDTree
+
+    from occrecon.data.predicted import align_to_prediction, clean_frame, queries_in_prediction
+    from occrecon.nets.pointmap import visible_surface
+
+    z = np.load(tiny_partial / "shard_00000.npz")
+    depth, K = z["depth"][0].astype(np.float32), z["camera_K"][0]
+    size = 32
+    with torch.no_grad():
+        points, pixels, _ = visible_surface(_ScaledTruth(depth, K, size), torch.zeros(1, 3, size, size))
+    target, target_mask = pointmap_target(depth, K, size)
+    cols, rows = (pixels.numpy() - 0.5).astype(np.int64).T
+    alignment = align_to_prediction(points.numpy(), target[:, rows, cols].T)
+    assert alignment.residual < 1e-5 and target_mask[rows, cols].all()
+    # The item's own partial cloud (true depth, its own frame) lands on the predicted cloud.
+    item_frame = cam.ViewerFrame(tuple(float(v) for v in z["frame_centre"][0]), float(z["frame_scale"][0]))
+    carried = queries_in_prediction(z["inputs"][0], item_frame, clean_frame(depth, K), alignment)
+    gap, _ = cKDTree(points.numpy()).query(carried)
+    assert np.median(gap) < 0.03  # a 32-pixel point map's spacing is about 1/20 of the box
+
+
+def test_stage_two_dataset_is_resumable_and_tied_to_its_weights(tiny_partial, tmp_path):
+    from occrecon import pointmap_training as pt
+    from occrecon.data.cache import PartialDataset
+
+    torch.manual_seed(0)
+    weights = tmp_path / "pointmap.safetensors"
+    pt._save_weights(PointMapNet(), weights, {"size": 32})
+    out = tmp_path / "predicted"
+    manifest = pt.build_predicted_partial_dataset(tiny_partial, weights, out)
+    assert manifest["inputs"]["size"] == 32 and len(manifest["inputs"]["predicted_by"]) == 64
+    shard = np.load(out / "shard_00000.npz")
+    assert shard["inputs"].shape == (4, 200, 3) and shard["points"].shape == (4, 200, 3)
+    assert np.array_equal(shard["occ"], np.load(tiny_partial / "shard_00000.npz")["occ"])  # labels travel unchanged
+    item = PartialDataset(out, n_query=50)[0]
+    assert item["inputs"].shape == (200, 3) and item["points"].shape == (50, 3)
+    before = (out / "shard_00000.npz").stat().st_mtime_ns
+    pt.build_predicted_partial_dataset(tiny_partial, weights, out)  # complete: nothing redone
+    assert (out / "shard_00000.npz").stat().st_mtime_ns == before
+    # The completion trains on the folder as it is (no regeneration against the procedural manifest).
+    from occrecon.training import TrainConfig, train
+    from tests.tiny_models import save_tiny_model
+
+    config = TrainConfig(task="partial", out=str(tmp_path / "run"), steps=2, batch_size=2, n_query=64, n_shapes=3, val_shapes=1,
+                         val_every=2, workers=0, views=1, cache=str(out), from_model=str(save_tiny_model("points", tmp_path / "base")), device="cpu")
+    assert (train(config) / "model.safetensors").is_file()
+    torch.manual_seed(1)
+    pt._save_weights(PointMapNet(), weights, {"size": 32})
+    with pytest.raises(Exception, match="other weights"):
+        pt.build_predicted_partial_dataset(tiny_partial, weights, out)

@@ -200,6 +200,32 @@ class DepthFirstEncoding:
     cloud: torch.Tensor  # (n, 3) the partial cloud in the output frame, for inspection and fitting
 
 
+def visible_surface(pointmap: PointMapNet, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The partial cloud a point-map network sees in one (1, 3, S, S) image.
+
+    Returns:
+        points (n, 3) of the predicted mask's inner pixels, their box centred and longest
+        side 1 (the completion network's input frame); their pixel centres (n, 2) as
+        (u, v); the predicted mask (S, S) bool.
+
+    Raises:
+        ValueError: the mask holds fewer than 16 pixels.
+    """
+    pred, logits = pointmap(image)
+    mask = logits[0, 0] > 0
+    if int(mask.sum()) < 16:
+        raise ValueError("the image model sees no object in the picture")
+    # Points at the rim and at depth jumps are blends of the two sides ("flying pixels");
+    # the completion network was trained with those pixels dropped, so drop them here too.
+    core = -F.max_pool2d(-mask[None, None].float(), 3, stride=1, padding=1)[0, 0] > 0
+    rows, cols = torch.nonzero(core if int(core.sum()) >= 16 else mask, as_tuple=True)
+    points = pred[0].permute(1, 2, 0)[rows, cols]
+    lo, hi = points.min(0).values, points.max(0).values
+    points = (points - (lo + hi) / 2) / (hi - lo).max().clamp_min(1e-6)
+    pixels = torch.stack([cols, rows], 1).to(points.dtype) + 0.5
+    return points, pixels, mask
+
+
 class DepthFirstNet(nn.Module):
     """The depth-first image model: point map, partial cloud, completion, silhouette carving.
 
@@ -231,19 +257,7 @@ class DepthFirstNet(nn.Module):
 
     def visible_surface(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(points (n, 3) in the output frame, pixel (n, 2) centres (u, v), mask (S, S)) of one image."""
-        pred, logits = self.pointmap(image)
-        mask = logits[0, 0] > 0
-        if int(mask.sum()) < 16:
-            raise ValueError("the image model sees no object in the picture")
-        # Points at the rim and at depth jumps are blends of the two sides ("flying pixels");
-        # the completion network was trained with those pixels dropped, so drop them here too.
-        core = -F.max_pool2d(-mask[None, None].float(), 3, stride=1, padding=1)[0, 0] > 0
-        rows, cols = torch.nonzero(core if int(core.sum()) >= 16 else mask, as_tuple=True)
-        points = pred[0].permute(1, 2, 0)[rows, cols]
-        lo, hi = points.min(0).values, points.max(0).values
-        points = (points - (lo + hi) / 2) / (hi - lo).max().clamp_min(1e-6)
-        pixels = torch.stack([cols, rows], 1).to(points.dtype) + 0.5
-        return points, pixels, mask
+        return visible_surface(self.pointmap, image)
 
     def encode(self, inputs: torch.Tensor, batch_size: int = 1) -> DepthFirstEncoding:
         if inputs.shape[0] != 1:
