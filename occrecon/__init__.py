@@ -31,6 +31,7 @@ _EXPORTS = {
     "reconstruct_voxels": "occrecon.pipeline",
     "list_models": "occrecon.registry",
     "sample": "occrecon.sampling",
+    "fit_shape": "occrecon.shape_fit",
     "tune_cpu_allocator": "occrecon.allocator",
     "set_threads": "occrecon.threads",
 }
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
         reconstruct_voxels,
     )
     from occrecon.registry import list_models
+    from occrecon.shape_fit import fit_shape
     from occrecon.threads import set_threads
 
 
@@ -68,6 +70,7 @@ __all__ = [
     "Reconstruction",
     "__version__",
     "convert_checkpoint",
+    "fit_shape",
     "list_models",
     "load_model",
     "reconstruct",

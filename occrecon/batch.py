@@ -1,7 +1,11 @@
 """Many inputs, one model: planning, skipping finished work, atomic writes.
 
 One bad input never stops the others: each item ends as ``ok``, ``skipped``
-(output already there) or ``failed`` with a one-line reason.
+(the output there was made from the same input with the same model and settings)
+or ``failed`` with a one-line reason. What made each output is recorded beside it
+(:mod:`occrecon.io.provenance`), and :func:`triage` decides, before any model is
+loaded, which inputs need one at all: this module imports neither torch nor trimesh
+until an input is reconstructed.
 """
 
 from __future__ import annotations
@@ -11,16 +15,18 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from occrecon.errors import InputError, InvalidModelFolderError, ModelUnavailableError, NoSurfaceError, UnknownModelError
 from occrecon.io.atomic import write_bytes_atomic
 from occrecon.io.claims import ClaimedElsewhere, claim
-from occrecon.io.mesh import write_mesh
-from occrecon.io.paths import InputItem, plan_output
-from occrecon.loading import OccupancyModel
+from occrecon.io.paths import InputItem, check_regular_file, plan_output
+from occrecon.io.provenance import Request, compare, describe_file, read_record, write_record
 from occrecon.options import ReconstructOptions, ResolvedOptions
-from occrecon.pipeline import Events, SceneModel, check_task, reconstruct_resolved
+
+if TYPE_CHECKING:
+    from occrecon.loading import OccupancyModel
+    from occrecon.pipeline import Events, SceneModel
 
 
 @dataclass
@@ -39,6 +45,7 @@ class ItemResult:
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     traceback: str | None = None
+    preview: str | None = None  # the preview picture written beside the mesh (--preview)
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -78,6 +85,8 @@ def save_preview(preview: Any, mesh_path: Path, overwrite: bool) -> Path | None:
     import numpy as np
     import trimesh
 
+    from occrecon.io.mesh import write_mesh
+
     if preview is None:
         return None
     mesh_path.parent.mkdir(parents=True, exist_ok=True)  # the mesh may not have been written (no surface)
@@ -111,6 +120,7 @@ class BatchOptions:
         save_input: also write what the network saw beside each mesh.
         mask: object mask for the one photo of a batch.
         debug: keep each failure's traceback in its result.
+        preview: also write a preview picture beside each mesh, ``<stem>.png`` (:mod:`occrecon.preview`).
     """
 
     file_format: str = "obj"
@@ -118,6 +128,51 @@ class BatchOptions:
     save_input: bool = False
     mask: Path | None = None
     debug: bool = False
+    preview: bool = False
+
+
+def triage(plan: BatchPlan, request: Request, overwrite: bool = False) -> list[ItemResult | None]:
+    """Per planned input, its result where no model is needed to give it, else None (it must be reconstructed).
+
+    Decided here, before any model loads: an input with a problem (missing, not a file) and an
+    output that is a folder fail; an existing output is skipped when its record says it was made
+    from the same input (same bytes) with the same model and settings, and otherwise fails with
+    what made it, unless ``overwrite``. Costs a ``stat`` and a small JSON read per existing
+    output, and a hash only of an input whose size and time do not settle it.
+    """
+    return [_decided(item, target, problem, request, overwrite) for item, target, problem in plan.items]
+
+
+def _common(item: InputItem, target: Path | None, model: str | None, revision: str | None) -> dict[str, Any]:
+    return dict(input=str(item.path), output=str(target) if target else None, model=model, model_revision=revision)
+
+
+def _decided(item: InputItem, target: Path | None, problem: str | None, request: Request, overwrite: bool) -> ItemResult | None:
+    common = _common(item, target, request.model, request.revision)
+    if problem:
+        return ItemResult(status="failed", error=f"{item.path}: {problem}", **common)
+    try:
+        check_regular_file(item.path)  # missing, empty, a FIFO: said now, not after the model has loaded
+    except InputError as exc:
+        return ItemResult(status="failed", error=str(exc), **common)
+    assert target is not None
+    if target.is_dir() or (target.exists() and not target.is_file()):
+        return ItemResult(status="failed", error=f"{item.path}: the output {target} is a folder or another non-file; rename it or choose another --output-dir", **common)
+    if overwrite or not target.exists():
+        return None
+    return existing_output(item.path, target, request, common)
+
+
+def existing_output(path: Path, target: Path, request: Request, common: dict[str, Any]) -> ItemResult:
+    """The result for an output that exists (no --overwrite): skipped when it is this input's, else failed, saying what made it."""
+    verdict = compare(target, path, request)
+    if verdict.same:
+        made = (read_record(target) or {}).get("model") or {}
+        common = {**common, "model": made.get("made_by") or common["model"], "model_revision": made.get("made_by_revision")}
+        return ItemResult(status="skipped", error=None, notes=[f"{target} exists, made from this input with the same model and settings (--overwrite redoes it)"], **common)
+    what = verdict.reason + (": " + "; ".join(verdict.differences) if verdict.differences else "")
+    error = f"{path}: {target} exists and was {what}; it is left as it is: --overwrite replaces it, or choose another -o/--output-dir"
+    return ItemResult(status="failed", error=error, **common)
 
 
 def run_batch(
@@ -127,6 +182,7 @@ def run_batch(
     options: ReconstructOptions,
     batch: BatchOptions = BatchOptions(),
     *,
+    request: Request | None = None,
     scene_model: SceneModel = None,
     on_stage: Callable[[str], None] | None = None,
     on_note: Callable[[str, str], None] | None = None,
@@ -134,24 +190,22 @@ def run_batch(
     """Reconstruct each planned input in turn, yielding one result per input.
 
     The options are validated and resolved against ``model`` once, before the first input.
-    ``on_note(input, message)`` hears the notes that matter before an input's long run ends
-    (see :func:`occrecon.reconstruct`); they are in its result's notes too.
+    ``request`` is what each output's record says was asked for (default: ``model`` by its
+    name and revision, ``options``); an output that exists is skipped only when its record
+    matches (:func:`triage`). ``on_note(input, message)`` hears the notes that matter before an
+    input's long run ends (see :func:`occrecon.reconstruct`); they are in its result's notes too.
     """
+    from occrecon.pipeline import check_task
+
     check_task(model, kind)
-    runner = _Runner(model, kind, options.resolve(model, kind), batch, scene_model, on_stage, on_note)
-    for item, target, problem in plan.items:
-        common = dict(input=str(item.path), output=str(target) if target else None, model=model.name, model_revision=model.revision)
-        if problem:
-            yield ItemResult(status="failed", error=f"{item.path}: {problem}", **common)
+    request = request or Request.of(kind, model.name, model.revision, options, batch.mask)
+    runner = _Runner(model, kind, options.resolve(model, kind), batch, request, scene_model, on_stage, on_note)
+    for (item, target, _), decided in zip(plan.items, triage(plan, request, batch.overwrite)):
+        if decided is not None:
+            yield decided
             continue
         assert target is not None
-        if target.is_dir() or (target.exists() and not target.is_file()):
-            yield ItemResult(status="failed", error=f"{item.path}: the output {target} is a folder or another non-file; rename it or choose another --output-dir", **common)
-            continue
-        if target.exists() and not batch.overwrite:
-            yield ItemResult(status="skipped", error=None, notes=[f"{target} exists (use --overwrite to redo)"], **common)
-            continue
-        yield runner.run(item.path, target, common)
+        yield runner.run(item.path, target, _common(item, target, model.name, model.revision))
 
 
 @dataclass
@@ -162,12 +216,15 @@ class _Runner:
     kind: str
     options: ResolvedOptions
     batch: BatchOptions
+    request: Request
     scene_model: SceneModel
     on_stage: Callable[[str], None] | None
     on_note: Callable[[str, str], None] | None
 
     def run(self, path: Path, target: Path, common: dict[str, Any]) -> ItemResult:
         """One input, under a claim on its output so that a second process on the same outputs skips it."""
+        from occrecon.pipeline import Events
+
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
         except OSError:
@@ -177,7 +234,7 @@ class _Runner:
             return ItemResult(status="skipped", error=None, notes=[f"{target} is {held}"], **common)
         try:
             if target.exists() and not self.batch.overwrite:  # finished by another process while this one planned
-                return ItemResult(status="skipped", error=None, notes=[f"{target} exists (use --overwrite to redo)"], **common)
+                return existing_output(path, target, self.request, common)
 
             def stage(name: str) -> None:
                 held.refresh()
@@ -191,13 +248,23 @@ class _Runner:
             held.release()
 
     def _reconstruct(self, path: Path, target: Path, events: Events, common: dict[str, Any]) -> ItemResult:
+        from occrecon.io.mesh import write_mesh
+        from occrecon.preview import write_result_preview
+
         start = time.perf_counter()
         batch = self.batch
         try:
+            try:
+                described = describe_file(path)  # what is read now: an input changed meanwhile is not taken for this one
+            except OSError:
+                described = None  # gone since it was planned: the reader says so in its own words
             result = reconstruct_resolved(self.model, self.kind, path, self.options, mask=batch.mask, scene_model=self.scene_model, events=events)
-            # What the network saw goes first: an output that exists is a finished item, preview included.
+            # What the network saw goes first: an output that exists is a finished item, preview and record included.
             if batch.save_input:
                 save_preview(result.preview, target, batch.overwrite)
+            # The preview picture too, before the mesh: a failed one leaves no mesh to be taken for done.
+            picture = write_result_preview(result, target, inputs=(path,)) if batch.preview else None
+            write_record(target, path, self.request, (result.model_name, result.model_revision), described)
             write_mesh(result.mesh, target, file_format=batch.file_format, overwrite=batch.overwrite)
         except (ModelUnavailableError, UnknownModelError, InvalidModelFolderError):
             raise  # a model that cannot be loaded (e.g. the scene model on first need) is a setup problem
@@ -218,8 +285,16 @@ class _Runner:
             seconds=round(time.perf_counter() - start, 3),
             timings={k: round(v, 4) for k, v in result.timings.items()},
             notes=result.notes,
+            preview=None if picture is None else str(picture),
             **common,
         )
+
+
+def reconstruct_resolved(*args: Any, **kwargs: Any) -> Any:
+    """:func:`occrecon.pipeline.reconstruct_resolved`, imported when the first input runs (planning and skipping need no torch)."""
+    from occrecon.pipeline import reconstruct_resolved as run
+
+    return run(*args, **kwargs)
 
 
 def _failure_message(exc: Exception, path: Path, target: Path, batch: BatchOptions) -> str:

@@ -26,8 +26,8 @@ from typing import Any, Mapping
 
 from occrecon.errors import InvalidModelFolderError
 
-TASKS = ("image", "points", "voxels", "scene", "unconditional")
-"""What a model reconstructs from (``scene``: point clouds through the sliding window)."""
+TASKS = ("image", "points", "voxels", "scene", "unconditional", "shape")
+"""What a model reconstructs from (``scene``: point clouds through the sliding window; ``shape``: nothing, one fitted shape)."""
 
 INPUT_KINDS = ("image", "points", "voxels", "none")
 MISE_RULES = ("occrecon", "upstream")
@@ -367,6 +367,8 @@ def check_architecture(data: Any, where: str = "architecture") -> dict[str, Any]
     assert block is not None
     if block.get("method") == "depthfirst":
         return _check_depthfirst(block, where)
+    if block.get("method") == "shape":
+        return _check_shape(block, where)
     _check_choice(where, "architecture.method", block.get("method"), _METHODS)
     for key in ("encoder", "decoder", "encoder_latent"):
         _check_text(where, f"architecture.{key}", block.get(key), optional=True)
@@ -394,6 +396,35 @@ def _check_depthfirst(block: dict[str, Any], where: str) -> dict[str, Any]:
     if completion is None or completion.get("method") == "depthfirst":
         raise InvalidModelFolderError(f"{where}: architecture.completion must be an ONet or ConvONet architecture")
     check_architecture(completion, f"{where}: completion")
+    return block
+
+
+SHAPE_ACTIVATIONS = ("relu", "sine")
+"""The activations of a fitted shape's network (``occrecon.nets.shape``); no other is ever built in their place."""
+
+
+def _check_shape(block: dict[str, Any], where: str) -> dict[str, Any]:
+    """One fitted shape's block (``occrecon fit``): its activation, its size, and the frame its meshes go back to."""
+    _check_choice(where, "architecture.activation", block.get("activation"), SHAPE_ACTIVATIONS)
+    check_number(where, "architecture.hidden_size", block.get("hidden_size"), low=1, high=MAX_WIDTH, integer=True)
+    check_number(where, "architecture.n_layers", block.get("n_layers"), low=1, high=64, integer=True)
+    if "fourier_features" in block:
+        check_number(where, "architecture.fourier_features", block["fourier_features"], low=1, high=MAX_WIDTH, integer=True)
+    for key in ("fourier_scale", "omega_0"):
+        if key in block:
+            check_number(where, f"architecture.{key}", block[key], low=0.0, high=1e4, open_low=True)
+    frame = _check_mapping(where, "architecture.frame", block.get("frame")) or {}
+    center = frame.get("center")
+    if not isinstance(center, list) or len(center) != 3:
+        raise _problem(where, "architecture.frame.center must list 3 numbers")
+    for value in center:
+        check_number(where, "architecture.frame.center", value, low=-1e12, high=1e12)
+    check_number(where, "architecture.frame.scale", frame.get("scale"), low=0.0, high=1e12, open_low=True)
+    half = frame.get("half_extent", [0.5, 0.5, 0.5])
+    if not isinstance(half, list) or len(half) != 3:
+        raise _problem(where, "architecture.frame.half_extent must list 3 numbers")
+    for value in half:
+        check_number(where, "architecture.frame.half_extent", value, low=0.0, high=0.5)
     return block
 
 
@@ -512,7 +543,7 @@ class ModelConfig:
     @property
     def takes(self) -> str:
         """The kind of input the network takes (``points`` for a scene model, ``none`` for unconditional ones)."""
-        return {"scene": "points", "unconditional": "none"}.get(self.task, self.task)
+        return {"scene": "points", "unconditional": "none", "shape": "none"}.get(self.task, self.task)
 
 
 def _known(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:

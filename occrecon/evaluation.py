@@ -3,6 +3,10 @@
 Per-item problems never stop a batch. A prediction that is missing, unreadable, empty or degenerate is
 scored with the worst values (see :func:`occrecon.metrics.worst_pointcloud_metrics`) and so counts in the
 mean; an unusable ground truth makes the item fail, because there is nothing to score against.
+
+A prediction that is a point cloud (vertices without faces: a scan, a PLY of points) is scored as a
+cloud (:func:`cloud_metrics`): accuracy, completeness, Chamfer and F-scores from its points, and no normal
+consistency or IoU, which need a surface; its status is ``point cloud``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ __all__ = [
     "STATUS_MISSING",
     "STATUS_UNREADABLE",
     "STATUS_FAILED",
+    "STATUS_CLOUD",
+    "cloud_metrics",
     "EvalResult",
     "FolderEvaluation",
     "load_mesh",
@@ -43,8 +49,9 @@ MESH_SUFFIXES: tuple[str, ...] = (".obj", ".ply", ".off", ".stl", ".glb")
 STATUS_MISSING = "missing prediction"
 STATUS_UNREADABLE = "unreadable prediction"
 STATUS_FAILED = "failed"
+STATUS_CLOUD = "point cloud"
 # Statuses that mean "the evaluation ran as asked"; the others make the CLI exit with 1.
-_EVALUATED = (STATUS_OK, STATUS_EMPTY, STATUS_DEGENERATE)
+_EVALUATED = (STATUS_OK, STATUS_EMPTY, STATUS_DEGENERATE, STATUS_CLOUD)
 
 
 def load_mesh(path: str | Path) -> trimesh.Trimesh:
@@ -75,7 +82,13 @@ def load_mesh(path: str | Path) -> trimesh.Trimesh:
         # them, which would score a broken mesh as a good one.
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
-            return trimesh.load(path, force="mesh", process=False)
+            mesh = trimesh.load(path, force="mesh", process=False)
+            if isinstance(mesh, trimesh.Trimesh) and len(mesh.faces) == 0:
+                # A file of points: forced into a mesh it loses them; keep them, as a mesh without faces.
+                loaded = trimesh.load(path, process=False)
+                if isinstance(loaded, trimesh.PointCloud) and len(loaded.vertices):
+                    mesh = trimesh.Trimesh(vertices=np.asarray(loaded.vertices), faces=np.zeros((0, 3), dtype=np.int64), process=False)
+            return mesh
 
     try:
         mesh = guarded_parse(str(path), path.suffix.lstrip(".").upper(), load)
@@ -209,7 +222,10 @@ def _evaluate(name: str, pred_path: Path | None, gt_path: Path, options: dict[st
             error, exception = str(load_error), load_error
             pred = trimesh.Trimesh()
     try:
-        metrics = evaluate_meshes(pred, gt, **options)
+        if status is None and len(pred.vertices) and not len(pred.faces):
+            metrics = cloud_metrics(np.asarray(pred.vertices), gt, **options)
+        else:
+            metrics = evaluate_meshes(pred, gt, **options)
     except InputError as metric_error:
         raise _gt_error(gt_path, metric_error) from metric_error
     if status is not None:
@@ -227,6 +243,76 @@ def _evaluate(name: str, pred_path: Path | None, gt_path: Path, options: dict[st
         error=error,
         seconds=time.perf_counter() - start,
         exception=exception,
+    )
+
+
+def cloud_metrics(
+    points: np.ndarray,
+    gt: trimesh.Trimesh,
+    *,
+    n_samples: int = 100_000,
+    seed: int = 0,
+    normalize: bool = True,
+    f_thresholds: Sequence[float] = DEFAULT_F_THRESHOLDS,
+    units: str | None = None,
+    **_ignored: Any,
+) -> MeshMetrics:
+    """Score a predicted point cloud against a ground-truth mesh: a cloud is scored as a cloud.
+
+    Accuracy, completeness, Chamfer-L1/L2 and F-scores come from the cloud's own points (a seeded
+    subset of ``n_samples`` where it has more) against ``n_samples`` points sampled on the ground
+    truth, in the same frame and units as :func:`occrecon.metrics.evaluate_meshes`. Normal
+    consistency and IoU need a surface with an inside: they are None, and the notes say so.
+
+    Args:
+        points: (n, 3) the cloud, n >= 1, in the ground truth's coordinates.
+        gt: the ground-truth mesh.
+        n_samples, seed, normalize, f_thresholds, units: as for ``evaluate_meshes``; ``iou_points`` and
+            ``open_meshes`` are accepted and ignored.
+
+    Raises:
+        InputError: (without a path) the ground truth has no surface.
+    """
+    from occrecon.metrics import _STREAM_GT, UNIT_FRAME_LABEL, normalization_transform, pointcloud_metrics, sample_surface, threshold_key
+
+    if normalize and units is not None:
+        raise ValueError("units name the input frame, so they only apply with normalize=False")
+    thresholds = tuple(float(t) for t in f_thresholds)
+    center, scale = normalization_transform(gt)
+    gt_unit = trimesh.Trimesh((np.asarray(gt.vertices, dtype=np.float64) - center) / scale, gt.faces, process=False)
+    if len(gt_unit.faces) == 0 or float(gt_unit.area) <= 0.0:
+        raise InputError(None, "ground truth has no surface (a point cloud or a mesh of zero area): the reference must be a mesh")
+    cloud = (np.asarray(points, dtype=np.float64).reshape(-1, 3) - center) / scale
+    rng = np.random.default_rng([seed, 0xC10D])
+    if len(cloud) > n_samples:
+        cloud = cloud[np.sort(rng.choice(len(cloud), n_samples, replace=False))]
+    gt_points, _ = sample_surface(gt_unit, n_samples, np.random.SeedSequence([seed, _STREAM_GT]))  # the same GT samples as a mesh's scoring
+    length = 1.0 if normalize else scale
+    unit_thresholds = [t / length for t in thresholds]
+    values = pointcloud_metrics(cloud, None, gt_points, None, unit_thresholds)
+    chamfer_l1 = float(values["chamfer_l1"]) * length  # type: ignore[arg-type]
+    notes = [
+        f"prediction is a point cloud ({len(points):,} points, no faces): scored as a cloud; "
+        "no normal consistency or IoU, which need a surface"
+    ]
+    return MeshMetrics(
+        status=STATUS_CLOUD,
+        unit=UNIT_FRAME_LABEL if normalize else (units or "input units"),
+        normalized=normalize,
+        accuracy=float(values["accuracy"]) * length,  # type: ignore[arg-type]
+        completeness=float(values["completeness"]) * length,  # type: ignore[arg-type]
+        chamfer_l1=chamfer_l1,
+        chamfer_l2=float(values["chamfer_l2"]) * length**2,  # type: ignore[arg-type]
+        normal_consistency=None,  # type: ignore[arg-type]
+        f_score={t: float(values[threshold_key("f_score", u)]) for t, u in zip(thresholds, unit_thresholds)},  # type: ignore[arg-type]
+        precision={t: float(values[threshold_key("precision", u)]) for t, u in zip(thresholds, unit_thresholds)},  # type: ignore[arg-type]
+        recall={t: float(values[threshold_key("recall", u)]) for t, u in zip(thresholds, unit_thresholds)},  # type: ignore[arg-type]
+        iou=None,
+        chamfer_l1_x10=10.0 * chamfer_l1 if normalize else None,
+        notes=notes,
+        n_samples=n_samples,
+        seed=seed,
+        gt_scale=scale,
     )
 
 
@@ -382,7 +468,10 @@ def mean_metrics(results: Sequence[EvalResult]) -> dict[str, Any]:
     for key in scored[0]:
         if key in skip:
             continue
-        summary[key] = float(np.mean([item[key] for item in scored]))
+        # A point cloud has no normal consistency: the mean is over the items that have one.
+        present = [item[key] for item in scored if item.get(key) is not None]
+        summary[key] = float(np.mean(present)) if present else None
+    summary["normal_consistency_count"] = sum(item.get("normal_consistency") is not None for item in scored)
     ious = [item["iou"] for item in scored if item["iou"] is not None]
     summary["iou"] = float(np.mean(ious)) if ious else None
     summary["iou_count"] = len(ious)

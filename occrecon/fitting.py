@@ -40,6 +40,9 @@ from occrecon.nets.convonet import LocalDecoder, sample_feature
 from occrecon.nets.coords import normalize_coordinate
 from occrecon.optim import Adam
 
+StepFn = Callable[[int, int], None]
+"""``on_step(k, steps)``: heard after each fitting step."""
+
 __all__ = ["FitOptions", "fit_to_occupancy", "fit_to_points", "prior_weights", "seeded_subset"]
 
 
@@ -189,7 +192,7 @@ def _frozen(module: torch.nn.Module) -> Iterator[None]:
             parameter.requires_grad_(flag)
 
 
-def fit_to_points(field: Field, points: np.ndarray, threshold: float, options: FitOptions = FitOptions()) -> Field:
+def fit_to_points(field: Field, points: np.ndarray, threshold: float, options: FitOptions = FitOptions(), on_step: StepFn | None = None) -> Field:
     """``field`` with its encoding fitted to the cloud ``points`` it was encoded from.
 
     Args:
@@ -198,6 +201,7 @@ def fit_to_points(field: Field, points: np.ndarray, threshold: float, options: F
         points: (n, 3) the cloud in the model's canonical frame, without added noise.
         threshold: the occupancy probability at which the surface will be extracted.
         options: see :class:`FitOptions`.
+        on_step: called as ``on_step(k, steps)`` after each step (for progress displays).
 
     Returns:
         A field of the same kind, with member 0's encoding fitted (a prior stays as it was).
@@ -217,10 +221,10 @@ def fit_to_points(field: Field, points: np.ndarray, threshold: float, options: F
     def targets(combined: torch.Tensor) -> torch.Tensor:
         return torch.cat([torch.sigmoid(combined[: len(samples)]), torch.full((len(cloud),), threshold, device=device)])
 
-    return _fit_encoding(field, queries, targets, query_weights, options)
+    return _fit_encoding(field, queries, targets, query_weights, options, on_step)
 
 
-def fit_to_occupancy(field: Field, points: np.ndarray, inside: np.ndarray, options: FitOptions = FitOptions()) -> Field:
+def fit_to_occupancy(field: Field, points: np.ndarray, inside: np.ndarray, options: FitOptions = FitOptions(), on_step: StepFn | None = None) -> Field:
     """``field`` with its encoding fitted so that its occupancy at ``points`` is ``inside``.
 
     For inputs that state the occupancy at known points exactly: the cells of a grid filled by
@@ -232,6 +236,7 @@ def fit_to_occupancy(field: Field, points: np.ndarray, inside: np.ndarray, optio
         points: (n, 3) in the model's canonical frame.
         inside: (n,) bool, the occupancy at each point.
         options: ``steps``, ``learning_rate`` (the rest concern clouds).
+        on_step: as for :func:`fit_to_points`.
     """
     if options.steps <= 0 or len(points) == 0:
         return field
@@ -239,11 +244,16 @@ def fit_to_occupancy(field: Field, points: np.ndarray, inside: np.ndarray, optio
     queries = torch.from_numpy(np.asarray(points, dtype=np.float32).reshape(-1, 3)).to(device)
     labels = torch.from_numpy(np.asarray(inside, dtype=np.float32).reshape(-1)).to(device)
     weights = torch.full((len(labels),), 1.0 / len(labels), device=device)
-    return _fit_encoding(field, queries, lambda combined: labels, weights, options)
+    return _fit_encoding(field, queries, lambda combined: labels, weights, options, on_step)
 
 
 def _fit_encoding(
-    field: Field, queries: torch.Tensor, targets_of: Callable[[torch.Tensor], torch.Tensor], query_weights: torch.Tensor, options: FitOptions
+    field: Field,
+    queries: torch.Tensor,
+    targets_of: Callable[[torch.Tensor], torch.Tensor],
+    query_weights: torch.Tensor,
+    options: FitOptions,
+    on_step: StepFn | None = None,
 ) -> Field:
     """Member 0's encoding optimised for ``options.steps`` Adam steps on the weighted cross-entropy against ``targets_of(the field's logits at queries)``."""
     model = field.model
@@ -267,11 +277,13 @@ def _fit_encoding(
 
     fast = _plane_decoder(model, member, queries)
     with _frozen(model.net), torch.enable_grad():
-        for _ in range(options.steps):
+        for step in range(options.steps):
             logits = weight * (fast(deltas) if fast is not None else decode_member(shifted())) + rest
             loss = (query_weights * F.binary_cross_entropy_with_logits(logits, targets, reduction="none")).sum()
             loss.backward()
             optimizer.step()
+            if on_step is not None:
+                on_step(step + 1, options.steps)
     with torch.no_grad():
         fitted = shifted()
     if isinstance(part, RotationEnsemble):

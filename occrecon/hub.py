@@ -8,9 +8,14 @@ caller or a test after import still apply.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import socket
+import threading
+import time
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import urlsplit
 
 from occrecon._version import __version__
@@ -39,23 +44,88 @@ def _endpoint() -> str | None:
     return os.environ.get("HF_ENDPOINT") or None
 
 
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def _resolve(host: str, port: int, timeout: float) -> list[tuple] | None:
+    """``getaddrinfo`` bounded by ``timeout`` seconds (it has no timeout of its own: an unreachable
+    name server holds it 5 s per try and address family); None when it fails or takes longer."""
+    found: list[list[tuple] | None] = [None]
+
+    def lookup() -> None:
+        try:
+            found[0] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            pass
+
+    worker = threading.Thread(target=lookup, name="occrecon-dns", daemon=True)
+    worker.start()
+    worker.join(timeout)  # a lookup that outlives it ends on its own, in a daemon thread
+    return found[0]
+
+
+def reachable(url: str, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to ``url``'s host opens within ``timeout`` seconds, name lookup included.
+
+    Behind a proxy the probe says nothing, so it reports reachable and leaves the decision to the client.
+    """
+    if any(os.environ.get(v) for v in _PROXY_VARIABLES):
+        return True
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    deadline = time.monotonic() + timeout
+    addresses = _resolve(parts.hostname or "", port, timeout)
+    for family, kind, proto, _, address in addresses or []:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            with socket.socket(family, kind, proto) as connection:
+                connection.settimeout(left)
+                connection.connect(address)
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether a TCP connection to the Hub endpoint opens within ``timeout`` seconds.
+    """Whether a TCP connection to the Hub endpoint opens within ``timeout`` seconds, name lookup included.
 
     ``huggingface_hub`` retries an unreachable endpoint with back-off for about
     23 s before it falls back to the cache; probing first lets an offline user
-    with a cached model start at once. Behind a proxy the probe says nothing,
-    so it reports reachable and leaves the decision to the client.
+    with a cached model start at once, and an offline ``occrecon models download``
+    fail at once.
     """
-    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")):
-        return True
-    url = urlsplit(_endpoint() or "https://huggingface.co")
-    port = url.port or (443 if url.scheme == "https" else 80)
+    return reachable(_endpoint() or "https://huggingface.co", timeout)
+
+
+_FETCHING: contextvars.ContextVar[bool] = contextvars.ContextVar("occrecon_fetching", default=False)
+
+
+@contextlib.contextmanager
+def fetching() -> Iterator[None]:
+    """While inside, the command running *is* the download (``occrecon models download``): a failure's
+    advice is about the network, not to run that command again."""
+    token = _FETCHING.set(True)
     try:
-        with socket.create_connection((url.hostname or "", port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+        yield
+    finally:
+        _FETCHING.reset(token)
+
+
+def fetch_hint(name: str, *, reachable_where: str = "the Hub is reachable") -> str:
+    """What to do about a model that cannot be fetched, worded for the command that needed it."""
+    if _FETCHING.get():
+        return (
+            "check the network connection (HF_ENDPOINT and OCCRECON_UPSTREAM_ENDPOINT name mirrors); on a machine "
+            "without one, download it on another machine and copy its HF_HOME, or use a bundled model (see `occrecon models`)"
+        )
+    return (
+        f"prefetch it with `occrecon models download {name}` where {reachable_where} "
+        "(or on another machine, then copy its HF_HOME), pass a local folder with --model DIR, "
+        "or use a bundled model (see `occrecon models`)"
+    )
 
 
 def split_revision(repo: str) -> tuple[str, str | None]:
@@ -85,10 +155,7 @@ def _unavailable(
     repo_id: str, revision: str | None, reason: str, name: str | None, kind: type[ModelUnavailableError] = ModelUnavailableError, **extra
 ) -> ModelUnavailableError:
     label = name or repo_id
-    hint = (
-        f"prefetch it with `occrecon models download {label}` where the Hub is reachable, "
-        "pass a local folder with --model DIR, or use a bundled model (see `occrecon models`)"
-    )
+    hint = fetch_hint(label)
     at = f"@{revision}" if revision else ""
     return kind(f"model {label} ({repo_id}{at}): {reason}; {hint}", **extra)
 
@@ -111,6 +178,27 @@ def _missing_repo_status(exc: BaseException) -> int | None:
         exc = exc.__cause__
         seen += 1
     return None
+
+
+@contextlib.contextmanager
+def _cache_only(active: bool) -> Iterator[None]:
+    """While ``active``, ``huggingface_hub`` itself is offline, not only the download asked for.
+
+    Even with ``local_files_only`` its request headers fetch an agent registry from the Hub
+    once per process (``utils._detect_agent``), whose name lookup an unreachable name server
+    holds for seconds; its offline constant is what that code consults.
+    """
+    from huggingface_hub import constants
+
+    if not active:
+        yield
+        return
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
 
 
 def download_model(
@@ -159,12 +247,13 @@ def download_model(
         endpoint=_endpoint(),
     )
     try:
-        paths = [Path(hf.hf_hub_download(filename=f, **kwargs)) for f in MODEL_FILES]
-        for optional in OPTIONAL_FILES:
-            try:
-                hf.hf_hub_download(filename=optional, **kwargs)
-            except (errors.EntryNotFoundError, errors.LocalEntryNotFoundError):
-                pass
+        with _cache_only(offline or unreachable):
+            paths = [Path(hf.hf_hub_download(filename=f, **kwargs)) for f in MODEL_FILES]
+            for optional in OPTIONAL_FILES:
+                try:
+                    hf.hf_hub_download(filename=optional, **kwargs)
+                except (errors.EntryNotFoundError, errors.LocalEntryNotFoundError):
+                    pass
     except errors.GatedRepoError:
         raise _unavailable(repo_id, revision, "the repository is gated: accept its terms on the Hub and log in with `hf auth login`", name) from None
     except errors.RepositoryNotFoundError:

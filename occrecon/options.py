@@ -72,6 +72,7 @@ _FLAGS = {
     "voxel_size": "--voxel-size",
     "mise_rule": "--mise",
     "normalize": "--no-normalize",
+    "colour": "--no-colour",
 }
 
 
@@ -129,6 +130,11 @@ class ReconstructOptions:
             the points do not say clearly).
         trim: drop scene surface farther than the model's trim distance from every point.
 
+    Colours (all inputs):
+        colour: give the mesh vertex colours where the input has them: a coloured cloud's
+            (nearest points) or a photo's (seen through the model's camera, hidden sides
+            filled from the seen ones); False leaves the mesh plain (:mod:`occrecon.colour`).
+
     Voxel grids (``voxels`` only):
         fill_rule: how the grid's cells were filled: ``any`` (a cell filled when any part of
             it is inside: binvox's rule, ShapeNet's, the models'), ``centre`` (when its centre
@@ -157,6 +163,7 @@ class ReconstructOptions:
     up: str | None = None
     trim: bool = True
     fill_rule: str = "auto"
+    colour: bool = True
 
     def replace(self, **changes: Any) -> "ReconstructOptions":
         return dataclasses.replace(self, **changes)
@@ -195,8 +202,9 @@ class ReconstructOptions:
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool):
                 raise OptionError(f"{_named(name)} is true, false or None, got {value!r}")
-        if not isinstance(self.normalize, bool):
-            raise OptionError(f"{_named('normalize')} is true or false, got {self.normalize!r}")
+        for name in ("normalize", "colour"):
+            if not isinstance(getattr(self, name), bool):
+                raise OptionError(f"{_named(name)} is true or false, got {getattr(self, name)!r}")
         if self.mise_rule is not None and self.mise_rule not in MISE_RULES:
             raise OptionError(f"--mise must be one of {', '.join(MISE_RULES)}, got {self.mise_rule!r}")
         if self.units is not None and (not isinstance(self.units, str) or self.units.lower() not in UNITS):
@@ -255,6 +263,7 @@ class ReconstructOptions:
             trim=self.trim,
             fill_rule=self.fill_rule,
             user=self,
+            colour=self.colour,
         )
 
     @classmethod
@@ -307,6 +316,7 @@ class ResolvedOptions:
     trim: bool
     fill_rule: str
     user: ReconstructOptions
+    colour: bool = True
 
 
 def _check_fill_rule(fill_rule: Any, kind: str) -> None:

@@ -26,6 +26,7 @@ from typing import Any, Callable, Union
 import numpy as np
 import trimesh
 
+from occrecon.colour import colours_from_photo, colours_from_points, with_colours
 from occrecon.config import InputSpec
 from occrecon.errors import InputError, NoSurfaceError, OccreconError
 from occrecon.field import Field, WithWindingPrior, encode_field, encode_rotated
@@ -38,6 +39,7 @@ from occrecon.nets import upstream_arithmetic
 from occrecon.options import ExtractionOptions, ReconstructOptions, ResolvedOptions, SceneOptions
 from occrecon.orientation import resolve_up
 from occrecon.preprocess import PreparedInput, prepare_input
+from occrecon.preview import InputView, voxel_cells
 from occrecon.registry import bundled_weights_dir
 from occrecon.scene import OBJECT_SCALE_LIMIT_M, ROOM_SIZED_M, extent_metres, reconstruct_scene, scene_or_object, settings_for
 from occrecon.surface import extract_surface, no_surface_message
@@ -73,6 +75,8 @@ class Reconstruction:
         preview: what the network saw (a PIL image, canonical points or a voxel grid).
         model_name: the model that made the mesh (the scene model, where a cloud turned out to be a scene).
         model_revision: its revision.
+        up: the input frame's up axis (``y``, ``z``, ``-y``...): what a preview draws pointing up.
+        input_view: the input in the mesh's frame, for a preview (:class:`~occrecon.preview.InputView`).
     """
 
     mesh: trimesh.Trimesh
@@ -83,6 +87,8 @@ class Reconstruction:
     preview: Any = None
     model_name: str = ""
     model_revision: str | None = None
+    up: str = "y"
+    input_view: Any = None
 
 
 @dataclass
@@ -99,6 +105,10 @@ class Events:
     def note(self, message: str) -> None:
         if self.on_note:
             self.on_note(message)
+
+    def steps(self, name: str) -> Callable[[int, int], None] | None:
+        """``on_step(k, n)`` that says ``<name> k/n`` as a stage (progress displays count such stages in steps)."""
+        return None if self.on_stage is None else (lambda done, total: self.stage(f"{name} {done}/{total}"))
 
 
 SceneModel = Union[OccupancyModel, ModelOnDemand, Callable[[], OccupancyModel], None]
@@ -254,6 +264,13 @@ def _reconstruct_scene(model: OccupancyModel, source: Any, options: ResolvedOpti
     )
     notes += result.notes
     notes.append(f"scene: {result.n_crops - result.n_skipped} of {result.n_crops} crops reconstructed with {model.name}")
+    colours = getattr(source, "colours", None)
+    if options.colour and colours is not None and len(result.mesh.vertices):
+        with_colours(result.mesh, colours_from_points(result.mesh.vertices, cloud, colours))
+        notes.append("vertex colours from the nearest input points")
+    up = _up_axis(source, options)
+    if up in (None, "auto"):
+        up = resolve_up(cloud[:, :3], up, None)[0]
     if options.object_flags_asked:
         asked = options.object_flags_asked
         flags = " and ".join([", ".join(asked[:-1]), asked[-1]] if len(asked) > 1 else asked)
@@ -266,14 +283,16 @@ def _reconstruct_scene(model: OccupancyModel, source: Any, options: ResolvedOpti
         notes=notes,
         model_name=model.name,
         model_revision=model.revision,
+        up=up,
+        input_view=InputView(points=cloud, colours=colours),
     )
 
 
 # ---------------------------------------------------------------------------------------
 # Objects
 # ---------------------------------------------------------------------------------------
-def _object_frame(source: Any, options: ResolvedOptions) -> tuple[np.ndarray | None, list[str]]:
-    """The linear map (3, 3) taking an object cloud into the frame the network expects (None: none needed), and notes on it.
+def _object_frame(source: Any, options: ResolvedOptions) -> tuple[np.ndarray | None, list[str], str]:
+    """The linear map (3, 3) taking an object cloud into the frame the network expects (None: none needed), notes on it, and the up axis.
 
     An object is normalised by one scale, so a z in other units than x and y (LAS: feet
     across, metres up) would squash or stretch it: z is brought into x and y's unit. A
@@ -291,7 +310,7 @@ def _object_frame(source: Any, options: ResolvedOptions) -> tuple[np.ndarray | N
         stretch = units.vertical / units.horizontal
         frame = frame @ np.diag([1.0, 1.0, stretch])
         notes.append(f"z ({units.vertical_name}) scaled by {stretch:.7g} into the unit of x and y ({units.horizontal_name}) for the network, and back")
-    return (None if np.array_equal(frame, np.eye(3)) else frame), notes
+    return (None if np.array_equal(frame, np.eye(3)) else frame), notes, up
 
 
 def _voxel_frame(source: Any, options: ResolvedOptions) -> tuple[Any, np.ndarray | None, list[str]]:
@@ -343,7 +362,7 @@ def _shape_with_points(field: Field, clean_points: np.ndarray, options: Resolved
     if options.fit_steps > 0:
         stage = time.perf_counter()
         events.stage("fitting to the points")
-        field = fit_to_points(field, clean_points, options.threshold, FitOptions(steps=options.fit_steps, seed=options.seed))
+        field = fit_to_points(field, clean_points, options.threshold, FitOptions(steps=options.fit_steps, seed=options.seed), on_step=events.steps("fitting step"))
         timings["fit"] = time.perf_counter() - stage
     return field
 
@@ -352,7 +371,7 @@ def _fit_to_samples(field: Field, samples: tuple[np.ndarray, np.ndarray], option
     """The encoding fitted to the occupancy the input states exactly (a centre-rule grid's cells: see ``benchmarks/fill_rule.py``)."""
     stage = time.perf_counter()
     events.stage("fitting to the grid's cells")
-    field = fit_to_occupancy(field, *samples, FitOptions(seed=options.seed))
+    field = fit_to_occupancy(field, *samples, FitOptions(seed=options.seed), on_step=events.steps("fitting step"))
     timings["fit"] = time.perf_counter() - stage
     return field
 
@@ -360,7 +379,8 @@ def _fit_to_samples(field: Field, samples: tuple[np.ndarray, np.ndarray], option
 def _reconstruct_object(model: OccupancyModel, kind: str, source: Any, options: ResolvedOptions, mask: Any, events: Events, note: str | None = None) -> Reconstruction:
     start = time.perf_counter()
     label = str(source) if isinstance(source, (str, Path)) else getattr(source, "source", None) or None  # errors name the file
-    frame, frame_notes = _object_frame(source, options) if kind == "points" else (None, [])
+    original = source  # a cloud in its own frame, with its colours
+    frame, frame_notes, up = _object_frame(source, options) if kind == "points" else (None, [], options.up or "y")
     if kind == "points":
         frame_notes += [note for note in (_one_sided_note(model, source),) if note]
     if kind == "voxels":
@@ -395,17 +415,43 @@ def _reconstruct_object(model: OccupancyModel, kind: str, source: Any, options: 
         vertices = unit_box(vertices)  # the completion's frame is the visible part's box; the output is the whole object's
     if frame is not None:
         vertices = vertices @ np.linalg.inv(frame).T
+    stage = time.perf_counter()
+    mesh, seen, colour_note = _dressed(make_mesh(vertices, surface.faces), kind, model, original, prepared, options, frame)
+    timings["colour"] = time.perf_counter() - stage
     timings["total"] = time.perf_counter() - start
     return Reconstruction(
-        mesh=make_mesh(vertices, surface.faces),
+        mesh=mesh,
         transform=prepared.transform,
         timings=timings,
         n_evaluations=surface.n_evaluations,
-        notes=_object_notes(model, prepared, options, frame_notes, note),
+        notes=_object_notes(model, prepared, options, frame_notes, note) + ([colour_note] if colour_note else []),
         preview=prepared.preview,
         model_name=model.name,
         model_revision=model.revision,
+        up=up,
+        input_view=seen,
     )
+
+
+def _dressed(mesh: trimesh.Trimesh, kind: str, model: OccupancyModel, original: Any, prepared: PreparedInput, options: ResolvedOptions, frame: np.ndarray | None) -> tuple[trimesh.Trimesh, InputView, str | None]:
+    """The mesh with the input's colours where it has them (:mod:`occrecon.colour`), the input as a preview shows it, and a note."""
+    if kind == "image":
+        viewer = model.input_spec.frame == "viewer"
+        if options.colour and len(mesh.vertices):
+            with_colours(mesh, colours_from_photo(mesh, prepared.preview, viewer_frame=viewer))
+            return mesh, InputView(image=prepared.preview), "vertex colours from the photo where the camera saw the mesh, filled from there elsewhere"
+        return mesh, InputView(image=prepared.preview), None
+    if kind == "voxels":
+        grid = np.asarray(prepared.preview, dtype=bool)
+        side = grid.shape[0]
+        span = prepared.transform.scale * (side / (side - 1) if model.input_spec.convention == "linspace" else 1.0)
+        cells, size = voxel_cells(grid, np.asarray(prepared.transform.translation) - span / 2, span / side)
+        return mesh, InputView(cells=cells if frame is None else cells @ np.linalg.inv(frame).T, cell_size=size), None
+    points, colours = _cloud_array(original)[:, :3], getattr(original, "colours", None)
+    if options.colour and colours is not None and len(mesh.vertices):
+        with_colours(mesh, colours_from_points(mesh.vertices, points, colours))
+        return mesh, InputView(points=points, colours=colours), "vertex colours from the nearest input points"
+    return mesh, InputView(points=points, colours=colours), None
 
 
 def unit_box(vertices: np.ndarray) -> np.ndarray:

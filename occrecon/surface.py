@@ -50,15 +50,20 @@ def no_surface_message(threshold: float, lowest: float, highest: float) -> str:
     return f"the model found no surface at threshold {threshold:g}: its highest occupancy probability is {shown:.3f}; a lower --threshold gives one"
 
 
-def _field_grid(field: Field, options: ResolvedOptions, logit: float, anchors: np.ndarray | None) -> GridValues:
-    """The field on MISE's lattice, refined by occrecon's rule or, with ``mise_rule="upstream"``, by upstream's."""
+def _field_grid(field: Field, options: ResolvedOptions, logit: float, anchors: np.ndarray | None, say: StageFn | None = None) -> GridValues:
+    """The field on MISE's lattice, refined by occrecon's rule or, with ``mise_rule="upstream"``, by upstream's.
+
+    ``say`` hears ``MISE level k/n`` as level k (of 1 + upsampling steps) starts.
+    """
+    levels = options.upsampling_steps + 1
+    on_level = None if say is None else (lambda level, n_points: say(f"MISE level {level + 1}/{levels}"))
     lower, upper = box_bounds(field.model.padding)
     # An ensemble decodes every query once per member, all in one call.
     batch_size = max(1, options.points_batch_size // field.rows_per_query)
     query = numpy_query(field)
     if options.mise_rule != "upstream":
         guide = RefinementGuide(anchors=anchors)
-        return extract_grid(query, resolution0=options.resolution, upsampling_steps=options.upsampling_steps, threshold=logit, lower=lower, upper=upper, batch_size=batch_size, guide=guide)
+        return extract_grid(query, resolution0=options.resolution, upsampling_steps=options.upsampling_steps, threshold=logit, lower=lower, upper=upper, batch_size=batch_size, guide=guide, on_level=on_level)
     settings = UpstreamMise(
         resolution0=options.resolution,
         upsampling_steps=options.upsampling_steps,
@@ -71,7 +76,9 @@ def _field_grid(field: Field, options: ResolvedOptions, logit: float, anchors: n
     )
     # Upstream's mesh needs upstream's logits to the last bit: no folded fast paths.
     with upstream_arithmetic(field.model.net):
-        return extract_grid_upstream(query, settings, anchors=anchors)
+        # Upstream's octree asks again until no point is left: its rounds have no count known ahead.
+        rounds = None if say is None else (lambda round_, n_points: say(f"MISE round {round_ + 1}"))
+        return extract_grid_upstream(query, settings, anchors=anchors, on_level=rounds)
 
 
 def extract_surface(
@@ -101,7 +108,7 @@ def extract_surface(
 
     stage = time.perf_counter()
     say("evaluating the occupancy field")
-    grid = _field_grid(field, options, logit, anchors)
+    grid = _field_grid(field, options, logit, anchors, on_stage)
     timings["field"] = time.perf_counter() - stage
 
     stage = time.perf_counter()

@@ -144,11 +144,11 @@ def cached_model(name: str) -> Path | None:
 
 
 def _offline_message(entry: "ModelEntry", reason: str) -> str:
+    from occrecon.hub import fetch_hint
+
     return (
         f"model {entry.name}: {reason}; it comes from the Hub repo {entry.repo_id} or, where that does not exist, "
-        f"from the original checkpoint {upstream_url(entry.url or '')}; prefetch it with `occrecon models download {entry.name}` "
-        "where the network is reachable (or on another machine, then copy its HF_HOME), pass a local folder with --model DIR, "
-        "or use a bundled model (see `occrecon models`)"
+        f"from the original checkpoint {upstream_url(entry.url or '')}; {fetch_hint(entry.name, reachable_where='the network is reachable')}"
     )
 
 
@@ -203,16 +203,17 @@ def locate_registered(
 
 
 def _fallback(entry: "ModelEntry", progress: bool, why: str) -> Path:
+    from occrecon.hub import fetch_hint, reachable
+
+    url = upstream_url(entry.url or "")
     try:
+        if cached_model(entry.name) is None and not reachable(url):  # no network at all: say so now, not after the client's retries
+            raise UpstreamDownloadError(f"model {entry.name}: cannot reach {url} (no connection within 3 s)", unreachable=True)
         return fetch_upstream(entry, progress=progress, why=why)
     except UpstreamDownloadError as exc:
         if not exc.unreachable:  # the host answered: an HTTP error, or a file that was refused or cut off
             raise UpstreamDownloadError(f"{exc} (tried because {why})") from None
-        raise UpstreamDownloadError(
-            f"{exc}, and {why}; prefetch it with `occrecon models download {entry.name}` where the network is reachable "
-            "(or on another machine, then copy its HF_HOME), or use a bundled model (see `occrecon models`)",
-            unreachable=True,
-        ) from None
+        raise UpstreamDownloadError(f"{exc}, and {why}; {fetch_hint(entry.name, reachable_where='the network is reachable')}", unreachable=True) from None
 
 
 def _record_revision(record: dict[str, Any]) -> str | None:

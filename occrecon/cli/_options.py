@@ -33,10 +33,10 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for subsampling, inpu
 # command line's own (tests/test_cli.py keeps the three sets in step).
 # ---------------------------------------------------------------------------------------
 InputsArg = Annotated[list[str], typer.Argument(help="Files, folders and glob patterns.", show_default=False)]
-ThresholdOpt = Annotated[Optional[float], typer.Option("--threshold", "-t", help="Occupancy probability of the surface. [default: the model's; 0.2 for upstream models]")]
+ThresholdOpt = Annotated[Optional[float], typer.Option("--threshold", "-t", help="Occupancy probability of the surface. [default: the model's: 0.45 for the bundled points, voxels and scene models, 0.4 for the bundled image model, 0.2 for upstream models]")]
 ResolutionOpt = Annotated[Optional[int], typer.Option("--resolution", min=2, help="Coarse MISE grid cells per axis. [default: the model's; 32 for upstream models]")]
-UpsamplingOpt = Annotated[Optional[int], typer.Option("--upsampling-steps", min=0, max=6, help="MISE subdivision levels (final grid = resolution·2^steps). [default: the model's; 2 for upstream models]")]
-RefineOpt = Annotated[Optional[int], typer.Option("--refine", min=0, help="Gradient refinement steps after marching cubes (upstream demo: 30). [default: the model's, 0]")]
+UpsamplingOpt = Annotated[Optional[int], typer.Option("--upsampling-steps", min=0, max=6, help="MISE subdivision levels (final grid = resolution·2^steps). [default: the model's: 2, 1 for the bundled image model]")]
+RefineOpt = Annotated[Optional[int], typer.Option("--refine", min=0, help="Gradient refinement steps after marching cubes (upstream demo: 30). Slow and memory-hungry: on examples/chair_points.ply with the bundled points model, 30 steps took over 18× the CPU time of the whole default reconstruction and about 10 GB of memory. [default: the model's, 0]")]
 SimplifyOpt = Annotated[Optional[int], typer.Option("--simplify", min=4, help="Decimate to about this many faces.")]
 BatchSizeOpt = Annotated[
     Optional[int],
@@ -44,6 +44,8 @@ BatchSizeOpt = Annotated[
 ]
 MaskOpt = Annotated[Optional[Path], typer.Option("--mask", help="Object mask image (white = object) for a photo without alpha.")]
 SaveInputOpt = Annotated[bool, typer.Option("--save-input", help="Also save what the network saw (<stem>.input.png/.ply).")]
+PreviewOpt = Annotated[bool, typer.Option("--preview", help="Also write a preview picture beside each mesh, <stem>.png: the input, then the shaded mesh from three sides, up axis up (rendered on the CPU, well under a second). A PNG of that name that is not an occrecon preview is never replaced.")]
+ColourOpt = Annotated[bool, typer.Option("--colour/--no-colour", help="Vertex colours from a coloured cloud's nearest points (PLY, PCD, XYZ with RGB columns, LAS/LAZ) or from the photo (the side the camera saw; the rest filled from it); kept by ply, obj, glb and off.")]
 ShardOpt = Annotated[Optional[str], typer.Option("--shard", help="K/N: process every N-th input starting at K. [default: from SLURM_ARRAY_TASK_ID/COUNT]")]
 RecursiveOpt = Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders of folder inputs.")]
 SceneOpt = Annotated[Optional[bool], typer.Option("--scene/--no-scene", help="Treat clouds as scenes (sliding window) or objects. [default: scene when the cloud is over 4 m across and no --model is given]")]
@@ -53,8 +55,8 @@ UpOpt = Annotated[Optional[str], typer.Option("--up", help="The cloud's up axis:
 VoxelUpOpt = Annotated[Optional[str], typer.Option("--up", help="The grid's up axis: y, z, x, -y, -z or -x; it is turned y-up for the network and the mesh back, for a grid lying on its side or back. [default: y]")]
 TrimOpt = Annotated[bool, typer.Option("--trim/--no-trim", help="Scenes: drop surface farther than 1.5 voxels from every point (wall backs, floor undersides the scan cannot see).")]
 InputNoiseOpt = Annotated[Optional[float], typer.Option("--input-noise", min=0.0, max=1.0, help="Gaussian noise (std, canonical units) added to an object cloud before encoding, as upstream does at test time; 0 for scans that are as noisy already. [default: model's, 0.005]")]
-RotationsOpt = Annotated[Optional[int], typer.Option("--rotations", min=1, max=64, help="Encode an object cloud under this many rotations (identity + random) and average: a few times slower, better where parts overlap in the model's plane projections; 1 for one pass. [default: the model's]")]
-FitStepsOpt = Annotated[Optional[int], typer.Option("--fit-steps", min=0, help="Fit the cloud's encoding to its points for this many steps, so the surface passes through them: about 2-3 s more per object on a CPU; 0 turns it off. [default: the model's]")]
+RotationsOpt = Annotated[Optional[int], typer.Option("--rotations", min=1, max=64, help="Encode an object cloud under this many rotations (identity + random) and average: a few times slower, better where parts overlap in the model's plane projections; 1 for one pass. [default: the model's: 8 for the bundled convonet-points-synthetic, 1 for upstream models]")]
+FitStepsOpt = Annotated[Optional[int], typer.Option("--fit-steps", min=0, help="Fit the cloud's encoding to its points for this many steps, so the surface passes through them: about 2-3 s more per object on a CPU; 0 turns it off. [default: the model's: 60 for the bundled convonet-points-synthetic, 0 for upstream models]")]
 WindingOpt = Annotated[Optional[bool], typer.Option("--winding-prior/--no-winding-prior", help="Add the winding number of the cloud's own points (normals signed by the network) to the network's field away from them: decides inside and outside where the network confuses overlapping parts. [default: the model's]")]
 MiseOpt = Annotated[Optional[str], typer.Option("--mise", help="Whose MISE refines the lattice: occrecon (refines cells whose corners straddle the surface, for exactly 1 + upsampling-steps rounds) or upstream (upstream's rule and value filling, exactly, with its 100,000 queries per pass: on upstream's inputs, upstream's mesh face for face). [default: the model's, occrecon]")]
 NormalizeOpt = Annotated[bool, typer.Option("--normalize/--no-normalize", help="Move and scale an object cloud's box into the model's frame (centre 0, longest side 1); --no-normalize uses the coordinates as given, for data already in that frame (ShapeNet's).")]
@@ -63,3 +65,6 @@ FillRuleOpt = Annotated[
     str,
     typer.Option("--fill-rule", help="How the grid's cells were filled: any (a cell filled when any part of it is inside: binvox's rule, ShapeNet's, the models'), centre (when its centre is inside, e.g. mesh.contains(centres): read as such a grid is eroded by half a cell) or auto (binvox files: any; arrays: centre where the grid shows it, else any, with a note)."),
 ]
+RayOpt = Annotated[bool, typer.Option("--ray", help="Run the batch on a Ray cluster (RAY_ADDRESS or --ray-address; else a local Ray started for it): the model loaded once per actor, inputs and outputs on a filesystem every node shares. Needs pip install \"occrecon[ray]\".")]
+RayAddressOpt = Annotated[Optional[str], typer.Option("--ray-address", help="The Ray cluster for --ray (host:6379, ray://host:10001 or auto). [default: RAY_ADDRESS, else a local Ray]")]
+RayActorsOpt = Annotated[Optional[int], typer.Option("--ray-actors", min=1, max=4096, help="Actors for --ray, each loading the model once. [default: one per GPU where the cluster has GPUs, else one per node]")]

@@ -145,6 +145,8 @@ def _render_table(
     lines = []
     if mean["count"] and mean.get("iou_count", 0) != mean["count"]:
         lines.append(f"IoU mean over {mean.get('iou_count', 0)} of {mean['count']} items (the others have no inside: see their notes)")
+    if mean["count"] and mean.get("normal_consistency_count", mean["count"]) != mean["count"]:
+        lines.append(f"normal consistency mean over {mean['normal_consistency_count']} of {mean['count']} items (point clouds have no normals)")
     if mean["failed"]:
         lines.append(f"{mean['failed']} item(s) failed and are not in the mean")
     for result in evaluation.results:
@@ -226,7 +228,7 @@ def _stdout_console() -> Console:
 
 
 def eval_command(
-    pred: Annotated[Path, typer.Argument(help="Predicted mesh (.obj/.ply/.off/.stl/.glb), or a folder of them.")],
+    pred: Annotated[Path, typer.Argument(help="Predicted mesh or point cloud (.obj/.ply/.off/.stl/.glb), or a folder of them.")],
     gt: Annotated[Path, typer.Argument(help="Ground-truth mesh, or a folder matched to PRED by file stem.")],
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object (items, mean, units) instead of the table.")
@@ -271,7 +273,9 @@ def eval_command(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
 ) -> None:
     """Score predicted meshes against ground truth: accuracy, completeness, Chamfer-L1/L2, normal
-    consistency, F-scores and volumetric IoU, with the unit of every number stated.
+    consistency, F-scores and volumetric IoU, with the unit of every number stated. A prediction
+    that is a point cloud (a PLY of points, vertices without faces) is scored as a cloud: accuracy,
+    completeness, Chamfer and F-scores from its points, no normal consistency or IoU.
 
     Exit status: 0 when every pair was evaluated, 1 when some failed (missing or unreadable files),
     2 for usage errors.
@@ -286,6 +290,8 @@ def eval_command(
         units=units,
         open_meshes=open_meshes.value,
     )
+    if not folder_mode:
+        _missing_files(pred, gt, debug)
     evaluation = _evaluate(pred, gt, folder_mode, options, quiet=quiet, debug=debug)
     raise typer.Exit(_report(evaluation, options, json_output=json_output, quiet=quiet, csv_path=csv_path, debug=debug))
 
@@ -331,6 +337,26 @@ def _evaluate(pred: Path, gt: Path, folder_mode: bool, options: dict[str, Any], 
             raise
         out.error(f"unexpected {type(error).__name__}: {error} (rerun with --debug for the traceback)")
         raise typer.Exit(EXIT_SOME_FAILED) from None
+
+
+def _missing_files(pred: Path, gt: Path, debug: bool) -> None:
+    """One pair where a file does not exist: every missing one named, no table of worst values, exit 1."""
+    from occrecon.io.paths import check_regular_file
+
+    missing = []
+    for path in (pred, gt):
+        try:
+            check_regular_file(path, allow_empty=True)
+        except InputError as error:
+            if not os.path.lexists(path):
+                missing.append(error)
+    if not missing:
+        return
+    for error in missing:
+        out.error(str(error))
+        if debug:
+            out.print_traceback(error)
+    raise typer.Exit(EXIT_SOME_FAILED)
 
 
 def _report(evaluation: Any, options: dict[str, Any], *, json_output: bool, quiet: bool, csv_path: Path | None, debug: bool) -> int:

@@ -43,7 +43,10 @@ def _root(
 def _register() -> None:
     from occrecon.cli.convert import convert_command
     from occrecon.cli.eval import eval_command
+    from occrecon.cli.fit import extract_command, fit_command
     from occrecon.cli.models import models_app
+    from occrecon.cli.app import app_command
+    from occrecon.cli.preview import preview_command
     from occrecon.cli.sample import sample_command
     from occrecon.cli.reconstruct import iter_commands
     from occrecon.cli.train import train_command
@@ -55,6 +58,10 @@ def _register() -> None:
     app.command("eval")(eval_command)
     app.command("train")(train_command)
     app.command("sample")(sample_command)
+    app.command("preview")(preview_command)
+    app.command("app")(app_command)
+    app.command("fit")(fit_command)
+    app.command("extract")(extract_command)
 
 
 _register()

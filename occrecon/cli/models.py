@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -102,8 +103,11 @@ def list_command(
         for row in rows:
             out.print_json(row)
         return
-    # The description needs room: on a narrow terminal it is left to --json rather than squeezed to nothing.
-    wide = out.stdout.width >= 120
+    # Piped (grep, a file) every column comes, unwrapped: no terminal width to fit. On a terminal
+    # narrower than 120 columns the description is left out rather than squeezed to nothing, and the
+    # line under the table says where it is.
+    console = out.stdout if out.stdout.is_terminal else Console(width=1000, highlight=False, emoji=False, soft_wrap=True)
+    wide = console.width >= 120
     table = Table(title="occrecon models", box=None, header_style="bold underline", pad_edge=False, padding=(0, 2, 0, 0))
     for column in ("name", "task", "from", "size", "cached"):
         table.add_column(column, no_wrap=True)
@@ -115,7 +119,9 @@ def list_command(
         if wide:
             cells.append(row["description"])
         table.add_row(*(Text(str(cell)) for cell in cells))
-    out.stdout.print(table)
+    console.print(table)
+    if not wide:
+        out.stdout.print(Text("Descriptions: a terminal 120 columns wide, or `occrecon models --json`.", style="dim"))
     if any(row["url"] for row in rows):
         out.stdout.print()
         out.stdout.print(
@@ -141,13 +147,15 @@ def download_command(
     A registered upstream model comes from its Hub repo, or where that does not
     exist from the original checkpoint, downloaded, verified and converted once.
     """
+    from occrecon import hub
     from occrecon.errors import OccreconError
     from occrecon.loading import locate_model
 
     failed = 0
     for name in names:
         try:
-            folder, display, source, rev = locate_model(name, revision=revision, progress=not quiet)
+            with hub.fetching():  # a failure's advice is about the network, not to run this command again
+                folder, display, source, rev = locate_model(name, revision=revision, progress=not quiet)
         except OccreconError as exc:
             failed += 1
             if json_output:

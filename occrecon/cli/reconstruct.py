@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from occrecon.cli import _output as out
 from occrecon.cli._options import (
@@ -44,12 +45,17 @@ from occrecon.cli._options import (
     OutputOpt,
     OverwriteOpt,
     QuietOpt,
+    RayActorsOpt,
+    RayAddressOpt,
+    RayOpt,
     RecursiveOpt,
     RefineOpt,
     ResolutionOpt,
     RevisionOpt,
     RotationsOpt,
     SaveInputOpt,
+    PreviewOpt,
+    ColourOpt,
     SceneOpt,
     SeedOpt,
     ShardOpt,
@@ -81,6 +87,9 @@ class CommandLine:
     recursive: bool = False
     quiet: bool = False
     json_output: bool = False
+    ray: bool = False
+    ray_address: str | None = None
+    ray_actors: int | None = None
 
 
 def split_parameters(parameters: dict[str, Any]) -> tuple[Any, Any, CommandLine]:
@@ -115,6 +124,8 @@ def image_command(
     mise_rule: MiseOpt = None,
     mask: MaskOpt = None,
     save_input: SaveInputOpt = False,
+    preview: PreviewOpt = False,
+    colour: ColourOpt = True,
     overwrite: OverwriteOpt = False,
     shard: ShardOpt = None,
     recursive: RecursiveOpt = False,
@@ -122,6 +133,9 @@ def image_command(
     quiet: QuietOpt = False,
     json_output: JsonOpt = False,
     debug: DebugOpt = False,
+    ray: RayOpt = False,
+    ray_address: RayAddressOpt = None,
+    ray_actors: RayActorsOpt = None,
 ) -> None:
     """Reconstruct meshes from photos or renders (PNG, JPEG, WebP, BMP, TIFF)."""
     raise typer.Exit(run_command("image", dict(locals())))
@@ -144,6 +158,8 @@ def points_command(
     points_batch_size: BatchSizeOpt = None,
     mise_rule: MiseOpt = None,
     save_input: SaveInputOpt = False,
+    preview: PreviewOpt = False,
+    colour: ColourOpt = True,
     overwrite: OverwriteOpt = False,
     shard: ShardOpt = None,
     recursive: RecursiveOpt = False,
@@ -162,6 +178,9 @@ def points_command(
     quiet: QuietOpt = False,
     json_output: JsonOpt = False,
     debug: DebugOpt = False,
+    ray: RayOpt = False,
+    ray_address: RayAddressOpt = None,
+    ray_actors: RayActorsOpt = None,
 ) -> None:
     """Reconstruct meshes from point clouds (PLY, PCD, XYZ/PTS/TXT, NPY, NPZ, OBJ/OFF/STL vertices, LAS/LAZ); whole rooms with --scene."""
     raise typer.Exit(run_command("points", dict(locals())))
@@ -184,6 +203,8 @@ def voxels_command(
     points_batch_size: BatchSizeOpt = None,
     mise_rule: MiseOpt = None,
     save_input: SaveInputOpt = False,
+    preview: PreviewOpt = False,
+    colour: ColourOpt = True,
     overwrite: OverwriteOpt = False,
     shard: ShardOpt = None,
     recursive: RecursiveOpt = False,
@@ -193,6 +214,9 @@ def voxels_command(
     quiet: QuietOpt = False,
     json_output: JsonOpt = False,
     debug: DebugOpt = False,
+    ray: RayOpt = False,
+    ray_address: RayAddressOpt = None,
+    ray_actors: RayActorsOpt = None,
 ) -> None:
     """Reconstruct meshes from voxel grids (binvox, NPY/NPZ 3-D arrays)."""
     raise typer.Exit(run_command("voxels", dict(locals())))
@@ -291,22 +315,26 @@ def apply_threads(threads: int | None) -> Any:
         raise _usage(str(exc)) from None
 
 
-def run_reconstruction(kind: str, options: Any, batch: Any, cli: CommandLine) -> int:
-    """The body of the three commands; returns the exit code."""
+def _check_task_early(name: str, kind: str, scene: bool | None) -> None:
+    """A registered model that takes another input than the command's is a usage error before anything loads."""
     from occrecon import registry
-    from occrecon.batch import run_batch
-    from occrecon.device import resolve_device
+
+    entry = registry.get_entry(name)
+    if entry is None:
+        return  # a folder or Hub id: its config says, once loaded
+    takes = {"scene": "points", "unconditional": "none"}.get(entry.task, entry.task)
+    if takes != kind:
+        raise _usage(f"model {name} takes {takes} input ({entry.task} model), not {kind}; pick another --model (see `occrecon models`)")
+    if scene and entry.task != "scene":
+        raise _usage(f"--scene needs a scene model; {name} is a {entry.task} model")
+
+
+def _load(name: str, kind: str, options: Any, cli: CommandLine) -> tuple[Any, Any]:
+    """The model (a spinner while it loads from disk), and the scene model a cloud may switch to, loaded on first need."""
+    from occrecon import registry
     from occrecon.loading import load_model
-    from occrecon.options import OptionError
     from occrecon.pipeline import ModelOnDemand
 
-    try:
-        options.validate(kind)
-        resolve_device(cli.device)
-    except OptionError as exc:
-        raise _usage(str(exc)) from None
-    plan, batch = _plan(kind, batch, cli)
-    name = cli.model or registry.default_model("scene" if options.scene else kind)
     # A spinner for a model on disk; a download draws its own bar, which a spinner would garble.
     with out.status(f"loading model {name}") if not cli.quiet and _on_disk(name) else nullcontext():
         loaded = load_model(name, cli.device, revision=cli.revision, progress=not cli.quiet)
@@ -317,73 +345,239 @@ def run_reconstruction(kind: str, options: Any, batch: Any, cli: CommandLine) ->
         # Clouds far larger than an object switch to the scene model, loaded on first need.
         scene_name = registry.default_model("scene")
         scene_model = ModelOnDemand(lambda: load_model(scene_name, cli.device, revision=cli.revision, progress=not cli.quiet))
-    for message in loaded.notes:  # e.g. "no GPU found", said once for the batch
-        out.note(message, cli.quiet)
-    display = BatchDisplay(kind, plan, cli, said=list(loaded.notes))
-    with display:
-        results = run_batch(loaded, kind, plan, options, batch, scene_model=scene_model, on_stage=display.stage, on_note=display.note)
-        for result in results:
-            display.show(result, batch.debug)
+    return loaded, scene_model
+
+
+def run_reconstruction(kind: str, options: Any, batch: Any, cli: CommandLine) -> int:
+    """The body of the three commands; returns the exit code.
+
+    Everything that needs no model comes first: the flags, the inputs, the outputs, and which
+    outputs are already there from the same input (skipped) or from something else (refused);
+    a model is loaded only when some input is left to reconstruct.
+    """
+    from occrecon import registry
+    from occrecon.batch import BatchPlan, run_batch, triage
+    from occrecon.device import resolve_device
+    from occrecon.io.provenance import Request
+    from occrecon.options import OptionError
+
+    try:
+        options.validate(kind)
+        resolve_device(cli.device)
+    except OptionError as exc:
+        raise _usage(str(exc)) from None
+    if not cli.ray and (cli.ray_address or cli.ray_actors):
+        raise _usage("--ray-address and --ray-actors apply with --ray")
+    plan, batch = _plan(kind, batch, cli)
+    name = cli.model or registry.default_model("scene" if options.scene else kind)
+    _check_task_early(name, kind, options.scene)
+    request = Request.of(kind, name, cli.revision, options, batch.mask)
+    decided = triage(plan, request, batch.overwrite)
+    todo = BatchPlan([entry for entry, result in zip(plan.items, decided) if result is None])
+    display = BatchDisplay(kind, todo, cli, said=[])
+    for result in decided:  # skipped, missing, refused: said at once, before any model loads
+        if result is not None:
+            display.show(_on_driver(result) if cli.ray else result, batch.debug, decided=True)
+    loaded = None
+    if todo.items and cli.ray:
+        loaded = _run_on_ray(kind, name, todo, (options, batch, request), cli, display)
+    elif todo.items:
+        loaded, scene_model = _load(name, kind, options, cli)
+        for message in loaded.notes:  # e.g. "no GPU found", said once for the batch
+            out.note(message, cli.quiet)
+        display.said = list(loaded.notes)
+        with display:
+            results = run_batch(loaded, kind, todo, options, batch, request=request, scene_model=scene_model, on_stage=display.stage, on_note=display.note)
+            for result in results:
+                display.show(result, batch.debug)
     display.summary(loaded)
     return 1 if display.counts["failed"] else 0
 
 
+def _on_driver(result: Any) -> Any:
+    from occrecon.cluster import on_driver
+
+    return on_driver(result)
+
+
+def _run_on_ray(kind: str, name: str, todo: Any, settings: tuple[Any, Any, Any], cli: CommandLine, display: BatchDisplay) -> Any:
+    """``--ray``: the inputs left to do on a Ray cluster (:mod:`occrecon.cluster`); returns what ran them, for the summary."""
+    from occrecon.cluster import ClusterJob, ClusterOptions, ClusterRun
+
+    options, batch, request = settings
+    # A cloud far larger than an object switches to the scene model, as on one machine.
+    scene_model = _default_scene() if kind == "points" and cli.model is None and options.scene is None else None
+    job = ClusterJob(kind, name, cli.revision, cli.device, options, batch, request, scene_model)
+    with ClusterRun(job, ClusterOptions(cli.ray_address, cli.ray_actors)) as run:
+        with out.status("starting Ray actors") if not cli.quiet else nullcontext():
+            run.start()
+        out.note(f"running on {run.device}", cli.quiet)
+        with display:
+            for result in run.results(todo):
+                display.show(result, batch.debug)
+    return run
+
+
+def _default_scene() -> str:
+    from occrecon import registry
+
+    return registry.default_model("scene")
+
+
+_STEPS = re.compile(r"^(?P<name>.*?)\s*(?P<done>\d+)/(?P<total>\d+)$")
+
+
+@dataclass
+class StageClock:
+    """Where one input is: its stage, and for a stage counted in steps (``fitting step 12/60``,
+    ``MISE level 2/3``, ``crop 88/144``) the steps and the time left, from the pace since the
+    stage's first step was heard."""
+
+    name: str = ""
+    done: int | None = None
+    total: int | None = None
+    first: tuple[int, float] | None = None
+
+    def update(self, stage: str, now: float) -> None:
+        match = _STEPS.match(stage)
+        if match is None:
+            self.name, self.done, self.total, self.first = stage, None, None, None
+            return
+        name, done, total = match["name"], int(match["done"]), int(match["total"])
+        if name != self.name or total != self.total or self.done is None or done < self.done:
+            self.first = (done, now)  # a new stage (or a new round of it): its pace starts here
+        self.name, self.done, self.total = name, done, total
+
+    def seconds_left(self, now: float) -> float | None:
+        if self.first is None or self.done is None or self.total is None or self.done <= self.first[0]:
+            return None
+        pace = (now - self.first[1]) / (self.done - self.first[0])
+        return pace * (self.total - self.done)
+
+    def text(self, now: float) -> str:
+        """``fitting step 12/60, about 0m20s left``."""
+        if self.done is None:
+            return self.name
+        left = self.seconds_left(now)
+        return f"{self.name} {self.done}/{self.total}" + (f", about {out.clock(left)} left" if left is not None else "")
+
+
 class BatchDisplay:
-    """What a batch shows while it runs: a live bar in a terminal, plain lines in a log file, one JSON object per input with ``--json``."""
+    """What a batch shows while it runs: in a terminal, a live bar of the inputs (for several) and of
+    the current input's stage, in steps with the time left; in a log file, plain lines, one a minute
+    for an input that runs longer; with ``--json``, one JSON object per input on stdout."""
 
     def __init__(self, kind: str, plan: Any, cli: CommandLine, said: list[str]):
+        import threading
+
         self.plan = plan
         self.cli = cli
         self.said = said  # notes printed at the start, not repeated per input
         self.counts = {"ok": 0, "skipped": 0, "failed": 0}
+        self.decided = 0  # results shown before the batch ran (skipped, refused): not items of the plan
         self.started = time.perf_counter()
         self.plain = out.logs_plainly(cli.quiet)
-        self.item_start = self.last_line = 0.0
+        self.live = not cli.quiet and out.stderr.is_terminal
+        self.interval_s = out.LOG_INTERVAL_S
+        self.clock = StageClock()
+        self.item_start: float | None = None
+        self.next_line = 0.0
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.ticker: Any = None
         self.told: list[str] = []  # notes printed while their input ran (a scene's units, sparse points)
+        # In a log file a live bar shows nothing until it ends, and then a cut-off line: plain lines there instead.
         self.progress = Progress(
             SpinnerColumn(),
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
+            TextColumn("{task.description}", markup=False),
+            BarColumn(bar_width=24),
+            TextColumn("{task.fields[steps]}", markup=False),
             TimeElapsedColumn(),
-            TextColumn("{task.fields[stage]}", style="dim", markup=False),
+            TextColumn("{task.fields[left]}", style="dim", markup=False),
             console=out.stderr,
-            disable=cli.quiet,
-            transient=False,
+            disable=not self.live,
+            transient=True,
         )
-        self.task = self.progress.add_task(f"{kind} → mesh", total=len(plan.items), stage="")
+        many = len(plan.items) > 1
+        self.task = self.progress.add_task(f"{kind} → mesh", total=len(plan.items), steps=f"0/{len(plan.items)}", left="", visible=many)
+        self.stage_task = self.progress.add_task("", total=None, steps="", left="", visible=False)
 
     def __enter__(self) -> "BatchDisplay":
+        import threading
+
         self.progress.__enter__()
+        if self.plain:
+            self.ticker = threading.Thread(target=self._tick, name="occrecon-log-lines", daemon=True)
+            self.ticker.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.stopped.set()
+        if self.ticker is not None:
+            self.ticker.join(timeout=1.0)
         self.progress.__exit__(*exc)  # type: ignore[arg-type]
 
     def _current(self) -> Any:
-        return self.plan.items[min(sum(self.counts.values()), len(self.plan.items) - 1)][0].path
+        done = sum(self.counts.values()) - self.decided
+        return self.plan.items[max(0, min(done, len(self.plan.items) - 1))][0].path
 
     def stage(self, stage: str) -> None:
-        self.progress.update(self.task, stage=out.safe_text(stage))
-        if not self.plain:
-            return
-        # In a log file, an input that runs for minutes (a scene's crops) says where it is once a minute.
         now = time.monotonic()
-        if stage == "reading input":  # the first stage of every input
-            self.item_start = self.last_line = now
-        elif now - self.last_line >= out.LOG_INTERVAL_S:
-            self.last_line = now
-            out.plain(f"  {self._current()}: {stage} ({out.clock(now - self.item_start)})")
+        line = None
+        with self.lock:
+            first = stage == "reading input"  # the first stage of every input starts its clock
+            if first:
+                self.item_start, self.next_line = now, now + self.interval_s
+            self.clock.update(stage, now)
+            clock = self.clock
+            left = clock.seconds_left(now)
+            if self.plain and not first and self.item_start is not None and now >= self.next_line:  # a minute since the last line
+                self.next_line = now + self.interval_s
+                line = self._where(now)
+        if line is not None:
+            out.plain(line)
+        if self.live:
+            steps = f"{clock.done}/{clock.total}" if clock.done is not None else ""
+            self.progress.update(
+                self.stage_task, description=out.safe_text(f"  {clock.name}"), total=clock.total, completed=clock.done or 0,
+                steps=steps, left="" if left is None else f"about {out.clock(left)} left", visible=True,
+            )
+
+    def _where(self, now: float) -> str:
+        """``  chair.ply: fitting step 40/60, about 0m25s left (1m00s)``."""
+        return f"  {self._current()}: {self.clock.text(now)} ({out.clock(now - (self.item_start or now))})"
+
+    def _tick(self) -> None:
+        """In a log file: for an input that runs over a minute, where it is, once a minute, also while a
+        stage says nothing (a thread that sleeps in between, at least half a second)."""
+        while True:
+            with self.lock:
+                wait = self.interval_s if self.item_start is None else self.next_line - time.monotonic()
+            if self.stopped.wait(max(0.5, wait)):
+                return
+            with self.lock:
+                now = time.monotonic()
+                if self.item_start is None or now < self.next_line:
+                    continue
+                self.next_line = now + self.interval_s
+                line = self._where(now)
+            out.plain(line)
 
     def note(self, name: str, message: str) -> None:
         self.told.append(message)
         out.item_note(name, message, self.cli.quiet)
 
-    def show(self, result: Any, debug: bool) -> None:
+    def show(self, result: Any, debug: bool, decided: bool = False) -> None:
         self.counts[result.status] += 1
+        self.decided += decided
         told_now, self.told = self.told, []
-        self.progress.advance(self.task)
-        self.progress.update(self.task, stage="")
+        with self.lock:
+            self.item_start = None
+            self.clock = StageClock()
+        if not decided:
+            done = sum(self.counts.values()) - self.decided
+            self.progress.update(self.task, completed=done, steps=f"{done}/{len(self.plan.items)}", left=self._batch_left(done))
+            self.progress.update(self.stage_task, visible=False)
         if self.cli.json_output:
             out.print_json(result.as_json())
         if result.status == "failed":
@@ -392,23 +586,33 @@ class BatchDisplay:
             out.error(result.error or f"{result.input}: failed")
         elif result.status == "ok" and not self.cli.quiet:
             out.ok_line(result.input, result.output, f"{result.vertices} vertices, {result.faces} faces, {result.seconds:.2f} s")
+            if result.preview:
+                out.detail(f"preview: {result.preview}")
             for message in result.notes:
                 if message not in told_now and message not in self.said:
                     out.detail(message)
         elif result.status == "skipped":
             out.skipped_line(result.input, result.notes[0], quiet=self.cli.quiet)
 
-    def summary(self, model: Any) -> None:
-        import torch
+    def _batch_left(self, done: int) -> str:
+        remaining = len(self.plan.items) - done
+        if not done or not remaining:
+            return ""
+        return f"about {out.clock((time.perf_counter() - self.started) / done * remaining)} left"
 
+    def summary(self, model: Any) -> None:
         elapsed = time.perf_counter() - self.started
         counts = self.counts
-        count = torch.get_num_threads()
-        threads = f", {count} CPU thread{'s' if count != 1 else ''}" if str(model.device) == "cpu" else ""
-        out.plain(
-            f"{counts['ok']} done, {counts['skipped']} skipped, {counts['failed']} failed in {elapsed:.1f} s with {model.name} on {model.device}{threads}",
-            quiet=self.cli.quiet,
-        )
+        text = f"{counts['ok']} done, {counts['skipped']} skipped, {counts['failed']} failed in {elapsed:.1f} s"
+        if model is None:
+            text += " (no model loaded: nothing was left to reconstruct)"
+        else:
+            import torch
+
+            count = torch.get_num_threads()
+            threads = f", {count} CPU thread{'s' if count != 1 else ''}" if str(model.device) == "cpu" else ""
+            text += f" with {model.name} on {model.device}{threads}"
+        out.plain(text, quiet=self.cli.quiet)
 
 
 def iter_commands() -> Iterator[tuple[str, Any]]:

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.text import Text
 
 from occrecon.cli import _output as out
-from occrecon.cli._options import DebugOpt, DeviceOpt, JsonOpt, OverwriteOpt, QuietOpt, RevisionOpt
+from occrecon.cli._options import DebugOpt, DeviceOpt, JsonOpt, OverwriteOpt, PreviewOpt, QuietOpt, RevisionOpt
 
 if TYPE_CHECKING:
     from occrecon.loading import OccupancyModel
@@ -43,6 +43,7 @@ def sample_command(
     simplify: Annotated[Optional[int], typer.Option("--simplify", min=4, help="Decimate to about this many faces.")] = None,
     points_batch_size: Annotated[Optional[int], typer.Option("--points-batch-size", min=1, help="Decoder rows per forward pass (default: what suits the device).")] = None,
     overwrite: OverwriteOpt = False,
+    preview: PreviewOpt = False,
     quiet: QuietOpt = False,
     json_output: JsonOpt = False,
     debug: DebugOpt = False,
@@ -78,6 +79,7 @@ def sample_command(
         quiet=quiet,
         json_output=json_output,
         seed=seed,
+        preview=preview,
     )
     settings = SampleSettings(threshold, resolution, upsampling_steps, refine, simplify, points_batch_size)
     raise typer.Exit(_write_shapes(run, latents, settings))
@@ -111,6 +113,7 @@ class _Run:
     quiet: bool
     json_output: bool
     seed: int
+    preview: bool = False
 
     def row(self, index: int) -> dict:
         t = None if self.positions is None else self.positions[index]
@@ -161,15 +164,20 @@ def _write_shapes(run: _Run, latents, settings) -> int:
 def _write_one(run: _Run, index: int, shape, console) -> str:
     """Write one extracted shape and report it; returns ``ok`` or ``failed``."""
     from occrecon.io.mesh import write_mesh
+    from occrecon.preview import PreviewError, write_result_preview
 
     target = run.targets[index]
     row = {**run.row(index), "seconds": round(shape.seconds, 3), "n_evaluations": shape.n_evaluations,
            "timings": {k: round(v, 4) for k, v in shape.timings.items()}}
     if shape.mesh is not None:
         try:
+            if run.preview:  # before the mesh: a mesh never stands without its preview
+                row["preview"] = str(write_result_preview(shape, target))
             write_mesh(shape.mesh, target, file_format=run.file_format, overwrite=run.overwrite)
         except OSError as exc:
             shape.error = f"cannot write {target} ({exc.strerror or exc})"
+        except PreviewError as exc:
+            shape.error = str(exc)
     if shape.mesh is None or shape.error:
         message = f"{run.model.name} {'step' if run.positions is not None else 'sample'} {index}: {shape.error}"
         if run.json_output:

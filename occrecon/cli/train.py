@@ -11,7 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from occrecon.cli import _output as out
-from occrecon.cli._options import DeviceOpt, JsonOpt, QuietOpt, SeedOpt
+from occrecon.cli._options import DeviceOpt, JsonOpt, QuietOpt
 
 if TYPE_CHECKING:
     from occrecon.training import StepReport, TrainConfig
@@ -127,7 +127,7 @@ def train_command(
     augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Turn and mirror points/voxels training items about y (objects face any way).")] = True,
     any_up: Annotated[bool, typer.Option("--any-up/--upright", help="Augment with all 48 axis symmetries (inputs with any axis up), not only the 8 that keep y up.")] = False,
     full_precision: Annotated[bool, typer.Option("--fp32", help="Store float32 weights (default float16).")] = False,
-    seed: SeedOpt = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the training data (the procedural shapes and their samples), the batches and the initial weights: the same seed and flags give the same run.")] = 0,
     quiet: QuietOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
@@ -224,7 +224,9 @@ def _run_with_progress(config: "TrainConfig", *, resume: bool, quiet: bool, json
         TimeRemainingColumn(),
         TextColumn("{task.fields[info]}", style="dim"),
         console=out.stderr,
-        disable=quiet,
+        # In a log file (nohup, a cluster job) the bar would show nothing until its last frame, cut off
+        # at 80 columns: the log gets plain lines instead (LogLines).
+        disable=quiet or not out.stderr.is_terminal,
     )
     log = LogLines(out.plain, steps, config.max_time_s) if out.logs_plainly(quiet) else None
     with progress:

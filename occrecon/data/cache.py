@@ -707,7 +707,8 @@ def build_room_dataset(
         "shard_size": int(shard_size),
         "n_shards": n_shards,
         "room": dict(room_kwargs or {}),
-        "prepare": dict(prepare_kwargs or {}),
+        # A virtual scanner's settings are recorded in full (with its version), so no old cache is reused for them.
+        "prepare": rooms.recorded_prepare(prepare_kwargs),
     }
     # The workers get the room and preparation settings as the manifest records them.
     return _build_missing_shards(
@@ -745,7 +746,9 @@ class CropDataset(torch.utils.data.Dataset):
         n_points: input points per item.
         n_query: query points per item.
         near_fraction: share of queries from the near-surface samples.
-        noise_std: input noise sigma (m).
+        noise_std: input noise sigma (m), added to the stored surface points; a dataset built
+            with a virtual scanner (``prepare_kwargs={"scanner": ...}``) carries its own range
+            noise, so none is added to it.
         scan: inputs from the scan-like subset (no ceiling, no exterior faces, holes);
             False uses every surface sample.
         indices: optional subset of room indices (e.g. a validation split).
@@ -775,7 +778,8 @@ class CropDataset(torch.utils.data.Dataset):
         self.n_points = int(n_points)
         self.n_query = int(n_query)
         self.near_fraction = float(near_fraction)
-        self.noise_std = float(noise_std)
+        scanned = bool((self.manifest.get("prepare") or {}).get("scanner"))
+        self.noise_std = 0.0 if scanned else float(noise_std)
         self.scan = bool(scan)
         self.indices = _checked_indices(indices, self.manifest["n_rooms"])
         self._shards: dict[int, dict[str, np.ndarray]] = {}

@@ -28,6 +28,7 @@ import numpy as np
 import trimesh
 
 from occrecon.data.prepare import occupancy, sample_surface
+from occrecon.data.scanner import ScannerSettings, scan_room, scanner_settings
 from occrecon.data.sdf import Box, Cylinder, Shape, Union, box_at, rotation_matrix, sdf_grid
 from occrecon.data.shapes import FAMILIES
 
@@ -692,6 +693,13 @@ class RoomSampling:
             room's edge see labelled empty space.
         bin_size: side of the spatial bins (m).
         holes_per_m2, hole_radius, drop_ceiling, drop_exterior: scan mask (:func:`scan_mask`).
+        scanner: None (the default): the input points are the surface samples, and
+            :func:`scan_mask` marks what a scan would see. Otherwise the settings of a virtual
+            scanner (:class:`occrecon.data.scanner.ScannerSettings` or a mapping of its fields):
+            the input points (``surface_points``) are a virtual scan of the room's mesh from
+            a few positions inside it (occlusion, density falling with range, range noise and
+            outliers included, all marked visible), while the near-surface occupancy samples
+            still come from surface samples of the whole room.
     """
 
     voxel_size: float = 0.02
@@ -707,6 +715,20 @@ class RoomSampling:
     hole_radius: Sequence[float] = (0.05, 0.4)
     drop_ceiling: bool = True
     drop_exterior: bool = True
+    scanner: ScannerSettings | dict[str, Any] | None = None
+
+
+def recorded_prepare(prepare_kwargs: dict[str, Any] | None) -> dict[str, Any]:
+    """``prepare_kwargs`` as a dataset manifest records them: a ``scanner`` entry is spelled out in full.
+
+    Every scanner field and :data:`occrecon.data.scanner.SCANNER_VERSION` are written, so a
+    change of the scanner's defaults or of its code gives another manifest and an old
+    dataset is never silently reused. Without a scanner the dict is unchanged.
+    """
+    out = dict(prepare_kwargs or {})
+    if out.get("scanner") is not None:
+        out["scanner"] = scanner_settings(out["scanner"]).to_dict()
+    return out
 
 
 def prepare_room(room: Room, rng: Rng, sampling: RoomSampling | None = None, *, mesh: trimesh.Trimesh | None = None, **changes: Any) -> dict[str, Array]:
@@ -731,9 +753,14 @@ def prepare_room(room: Room, rng: Rng, sampling: RoomSampling | None = None, *, 
         ``bin_origin`` (3,) float64, ``bin_dims`` (3,) int64, ``bin_size`` () float64;
         ``bounds`` (2, 3) float32 mesh bounds; ``sample_bounds`` (2, 3) float64 sample box
         (= the bin grid's extent, clipped); ``size`` (3,) float32 interior (W, H, D);
-        ``surface_area`` () float64 (m^2); ``has_ceiling`` () bool.
+        ``surface_area`` () float64 (m^2); ``has_ceiling`` () bool. With ``scanner`` set, the
+        ``surface`` set is the virtual scan (points inside the sample box, all flagged
+        scan-visible; normals face the scanner) and ``surface_area`` is still the mesh's.
     """
     settings = dataclasses.replace(sampling or RoomSampling(), **changes)
+    scanner = scanner_settings(settings.scanner)
+    if scanner is not None and mesh is None:  # the scanner casts its rays at the whole mesh
+        mesh = room_mesh(room, mesh_cell=settings.mesh_cell, voxel_size=settings.voxel_size, block_size=settings.block_size)
     surface_density, uniform_density, near_density = settings.surface_density, settings.uniform_density, settings.near_density
     pad, bin_size, near_sigmas = settings.pad, settings.bin_size, settings.near_sigmas
     surf, normals, area, (mlo, mhi) = sample_room_surface(
@@ -753,6 +780,8 @@ def prepare_room(room: Room, rng: Rng, sampling: RoomSampling | None = None, *, 
     sig = np.asarray(near_sigmas, dtype=np.float64)[np.arange(n_near) % len(near_sigmas)]
     near = (surf[idx] + rng.normal(size=(n_near, 3)) * sig[:, None]).astype(np.float32)
     near = np.clip(near, slo.astype(np.float32), shi.astype(np.float32))
+    if scanner is not None:  # drawn after everything else: the other arrays are as without a scanner
+        surf, normals, visible = _scanned_inputs(room, mesh, scanner, rng, slo, shi)
 
     out: dict[str, Array] = {}
     flags = {"surface": visible, "uniform": occupancy(room.shape, uni), "near": occupancy(room.shape, near)}
@@ -775,6 +804,16 @@ def prepare_room(room: Room, rng: Rng, sampling: RoomSampling | None = None, *, 
         has_ceiling=np.bool_(room.has_ceiling),
     )
     return out
+
+
+def _scanned_inputs(room: Room, mesh: trimesh.Trimesh, scanner: ScannerSettings, rng: Rng, lo: Array, hi: Array) -> tuple[Array, Array, Array]:
+    """A virtual scan of ``room`` (see :func:`occrecon.data.scanner.scan_room`): points and normals
+    inside the box ``[lo, hi]`` (far outliers beyond it fall where no crop is labelled), all visible."""
+    scan = scan_room(room, mesh, scanner, seed=rng)
+    inside = np.all((scan.points >= lo) & (scan.points <= hi), axis=1)
+    if not inside.any():
+        raise ValueError("the virtual scan saw nothing of the room")
+    return scan.points[inside], scan.normals[inside], np.ones(int(inside.sum()), dtype=bool)
 
 
 def generate_room_item(

@@ -28,9 +28,37 @@ def check_format(name: str) -> str:
     return key
 
 
+def vertex_colours(mesh: trimesh.Trimesh) -> np.ndarray | None:
+    """(n, 4) uint8 RGBA vertex colours where the mesh carries its own, else None."""
+    visual = getattr(mesh, "visual", None)
+    if visual is None or getattr(visual, "kind", None) != "vertex":
+        return None
+    colours = np.asarray(visual.vertex_colors)
+    return colours if colours.shape == (len(mesh.vertices), 4) else None
+
+
+def _coloured_off(mesh: trimesh.Trimesh, colours: np.ndarray) -> bytes:
+    """OFF with vertex colours (Geomview's ``COFF``: ``x y z r g b a`` per vertex, 0-255), which trimesh does not write."""
+    faces = np.asarray(mesh.faces, dtype=np.int64)
+    head = f"COFF\n{len(mesh.vertices)} {len(faces)} 0\n"
+    vertices = "\n".join(
+        f"{x:.10f} {y:.10f} {z:.10f} {r} {g} {b} {a}" for (x, y, z), (r, g, b, a) in zip(np.asarray(mesh.vertices, dtype=np.float64).tolist(), colours.tolist())
+    )
+    triangles = "\n".join(f"3 {i} {j} {k}" for i, j, k in faces.tolist())
+    return (head + vertices + "\n" + triangles + "\n").encode()
+
+
 def mesh_bytes(mesh: trimesh.Trimesh, file_format: str) -> bytes:
-    """Serialise ``mesh`` in ``file_format`` (see ``MESH_FORMATS``)."""
-    data = mesh.export(file_type=MESH_FORMATS[check_format(file_format)])
+    """Serialise ``mesh`` in ``file_format`` (see ``MESH_FORMATS``).
+
+    Vertex colours are kept in every format that holds them: PLY (red, green, blue, alpha),
+    OBJ (``v x y z r g b``), GLB (``COLOR_0``) and OFF (``COFF``); STL has no place for them.
+    """
+    key = check_format(file_format)
+    colours = vertex_colours(mesh) if key == "off" else None
+    if colours is not None:
+        return _coloured_off(mesh, colours)
+    data = mesh.export(file_type=MESH_FORMATS[key])
     return data.encode() if isinstance(data, str) else bytes(data)
 
 

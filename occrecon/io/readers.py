@@ -46,7 +46,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -122,6 +122,9 @@ class PointCloud:
             CRS), None when it states none; scenes use them unless told otherwise.
         up: the axis the format says points up (``"z"`` for LAS/LAZ, whose z is
             elevation), None when it says nothing; used unless ``--up`` says otherwise.
+        colours: (n, 3) uint8 RGB of each point where the file carries colours (PLY
+            red/green/blue, PCD rgb/rgba, XYZ colour columns, LAS/LAZ red/green/blue),
+            else None. 16-bit and float colours are brought to 0-255.
     """
 
     points: np.ndarray
@@ -129,6 +132,37 @@ class PointCloud:
     source: str = ""
     units: LinearUnits | None = None
     up: str | None = None
+    colours: np.ndarray | None = None
+
+
+@dataclass
+class _Columns:
+    """What a point reader found: x y z, and the points' colours and the units where the file states them."""
+
+    points: np.ndarray
+    colours: np.ndarray | None = None
+    units: LinearUnits | None = None
+
+
+def colours_to_uint8(values: np.ndarray) -> np.ndarray | None:
+    """(n, 3) colours of any numeric type as uint8: 0-1 floats scaled by 255, 16-bit values by 1/257.
+
+    Returns None for values that are not colours (negative, non-finite where the points are
+    finite is left to the caller, over 65,535).
+    """
+    values = np.asarray(values)
+    if values.ndim != 2 or values.shape[1] < 3 or values.dtype.kind not in "uif":
+        return None
+    with np.errstate(all="ignore"):
+        rgb = values[:, :3].astype(np.float64)
+        finite = rgb[np.isfinite(rgb).all(axis=1)]
+        if len(finite) == 0 or finite.min() < 0 or finite.max() > 65535:
+            return None
+        if values.dtype.kind == "f" and finite.max() <= 1.0:
+            rgb = rgb * 255.0
+        elif finite.max() > 255:  # 16-bit colours (LAS stores 8-bit ones in 16-bit fields too)
+            rgb = rgb / 257.0
+        return np.nan_to_num(rgb).round().clip(0, 255).astype(np.uint8)
 
 
 @dataclass
@@ -761,11 +795,12 @@ def _first_bad_row(body: bytes, ncols: int, first_line: int) -> tuple[int, str]:
 
 
 def _parse_numeric_text(buf: bytes, name: str) -> np.ndarray:
-    """Parse a whitespace/comma separated numeric table into (n, 3) float64.
+    """Parse a whitespace/comma separated numeric table into (n, c >= 3) float64.
 
     The whole body is converted by one call to ``np.fromstring`` (C speed; a
-    10M-row file takes seconds), never row by row. Extra columns (normals,
-    colours, intensity) are dropped. Rows are validated by counting values;
+    10M-row file takes seconds), never row by row. Every column is returned
+    (x y z first; :func:`_text_colour_columns` finds colours among the others).
+    Rows are validated by counting values;
     only when the count does not fit do we walk the lines to name the bad one.
 
     Args:
@@ -773,7 +808,7 @@ def _parse_numeric_text(buf: bytes, name: str) -> np.ndarray:
         name: file name for messages.
 
     Returns:
-        (n, 3) float64 (may contain NaN/inf; the caller drops those rows).
+        (n, c) float64 (may contain NaN/inf; the caller drops those rows).
 
     Raises:
         InputError: no numeric rows, ragged rows, or non-numeric content.
@@ -802,14 +837,42 @@ def _parse_numeric_text(buf: bytes, name: str) -> np.ndarray:
             raise InputError(name, f"line {line_no} {problem}")
         if values is None or values.size % ncols:
             raise InputError(name, "could not parse the numeric table")
-    return values.reshape(-1, ncols)[:, :3]
+    return values.reshape(-1, ncols)
 
 
-def _read_text_points(path: Path) -> np.ndarray:
-    """Read ``.xyz``/``.pts``/``.txt``/``.csv`` tables: x y z [extra columns ignored]."""
+def _looks_like_colours(columns: np.ndarray) -> bool:
+    """Whether three columns of a text table hold RGB: all 0-255 integers (some over 1), or 0-1 values that are not unit normals."""
+    finite = columns[np.isfinite(columns).all(axis=1)]
+    if len(finite) == 0 or finite.min() < 0:
+        return False
+    if finite.max() > 1:
+        return finite.max() <= 255 and bool(np.all(finite == np.round(finite)))
+    return not np.allclose(np.linalg.norm(finite, axis=1), 1.0, atol=1e-3)
+
+
+def _text_colour_columns(table: np.ndarray, suffix: str) -> np.ndarray | None:
+    """The RGB columns of an x y z table, where it has them, as uint8.
+
+    ``x y z r g b`` (6 columns), ``x y z intensity r g b`` (7, the PTS layout) and
+    ``x y z r g b nx ny nz`` or ``x y z nx ny nz r g b`` (9) are recognised; normals (values
+    in [-1, 1], unit rows) are never read as colours. ``.xyzn`` files hold normals only.
+    """
+    ncols = table.shape[1]
+    if suffix == ".xyzn" or ncols < 6:
+        return None
+    candidates = {6: [3], 7: [4, 3], 9: [3, 6], 10: [3, 6, 7]}.get(ncols, [3])
+    for start in candidates:
+        if start + 3 <= ncols and _looks_like_colours(table[:, start : start + 3]):
+            return colours_to_uint8(table[:, start : start + 3] / (255.0 if table[:, start : start + 3].max() > 1 else 1.0))
+    return None
+
+
+def _read_text_points(path: Path) -> _Columns:
+    """Read ``.xyz``/``.pts``/``.txt``/``.csv`` tables: x y z [colour columns kept, other columns ignored]."""
     # The parsed table takes about as much memory as the text (8 bytes per number of ~8 characters).
     _check_budget(_name(path), _file_size(path), f"its {_human_bytes(_file_size(path))} of text")
-    return _parse_numeric_text(path.read_bytes(), _name(path))
+    table = _parse_numeric_text(path.read_bytes(), _name(path))
+    return _Columns(table[:, :3], _text_colour_columns(table, path.suffix.lower()))
 
 
 # PLY and PCD scalar types -> bytes.
@@ -903,8 +966,8 @@ def _check_ply_sizes(path: Path, header: _PlyHeader) -> None:
         raise InputError(name, f"truncated: header declares {vertices} vertices, the file is too short to hold them")
 
 
-def _trimesh_vertices(path: Path, file_type: str | None = None) -> np.ndarray:
-    """Vertices of whatever trimesh loads (mesh, point cloud or scene).
+def _trimesh_vertices(path: Path, file_type: str | None = None, with_colours: bool = False) -> Any:
+    """Vertices of whatever trimesh loads (mesh, point cloud or scene); with ``with_colours``, (vertices, PLY vertex colours or None).
 
     Raises:
         InputError: trimesh cannot parse the file (with a readable reason, never trimesh's own text).
@@ -913,20 +976,36 @@ def _trimesh_vertices(path: Path, file_type: str | None = None) -> np.ndarray:
 
     what = (file_type or path.suffix.lstrip(".")).upper()
 
-    def load() -> np.ndarray:
+    def load() -> Any:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
             loaded = trimesh.load(str(path), file_type=file_type, process=False)
         if isinstance(loaded, trimesh.Scene):
             # Scenes keep per-node transforms; dump() applies them.
             parts = [np.asarray(g.vertices) for g in loaded.dump() if hasattr(g, "vertices")]
-            return np.concatenate(parts, axis=0) if parts else np.zeros((0, 3))
-        return np.asarray(getattr(loaded, "vertices", np.zeros((0, 3))), dtype=np.float64)
+            vertices = np.concatenate(parts, axis=0) if parts else np.zeros((0, 3))
+        else:
+            vertices = np.asarray(getattr(loaded, "vertices", np.zeros((0, 3))), dtype=np.float64)
+        return (vertices, _ply_colours(loaded)) if with_colours else vertices
 
     return _guarded(_name(path), what, load)
 
 
-def _read_ply(path: Path) -> np.ndarray:
+_PLY_COLOUR_NAMES = (("red", "green", "blue"), ("r", "g", "b"), ("diffuse_red", "diffuse_green", "diffuse_blue"))
+
+
+def _ply_colours(loaded: Any) -> np.ndarray | None:
+    """The PLY vertex element's own colour properties as uint8 (trimesh invents grey for a file without any)."""
+    raw = getattr(loaded, "metadata", {}).get("_ply_raw", {}) if hasattr(loaded, "metadata") else {}
+    data = raw.get("vertex", {}).get("data") if isinstance(raw, dict) else None
+    names = getattr(getattr(data, "dtype", None), "names", None) or ()
+    for fields in _PLY_COLOUR_NAMES:
+        if set(fields) <= set(names):
+            return colours_to_uint8(np.stack([np.asarray(data[f]).reshape(-1) for f in fields], axis=1))
+    return None
+
+
+def _read_ply(path: Path) -> _Columns:
     """Read PLY vertices (ascii or binary, point cloud or mesh) with trimesh.
 
     The header is parsed first: a malformed one is named as such, and the declared element
@@ -937,11 +1016,11 @@ def _read_ply(path: Path) -> np.ndarray:
     """
     header = _ply_header(path)
     _check_ply_sizes(path, header)
-    pts = _trimesh_vertices(path, "ply")
+    pts, colours = _trimesh_vertices(path, "ply", with_colours=True)
     declared = header.count(b"vertex")
     if declared and len(pts) < declared:
         raise InputError(_name(path), f"truncated: header declares {declared} vertices, file holds {len(pts)}")
-    return pts
+    return _Columns(pts, colours if colours is not None and len(colours) == len(pts) else None)
 
 
 _PCD_KEYS = (b"VERSION", b"FIELDS", b"SIZE", b"TYPE", b"COUNT", b"WIDTH", b"HEIGHT", b"VIEWPOINT", b"POINTS", b"DATA")
@@ -1016,6 +1095,30 @@ def _check_pcd_sizes(path: Path, fields: dict[bytes, list[bytes]], data_start: i
     return points
 
 
+def _pcd_rgb(values: np.ndarray, kind: bytes) -> np.ndarray:
+    """PCD's packed colours (``rgb``/``rgba``: a float32 (TYPE F) or an unsigned integer whose bytes are 0xAARRGGBB) as (n, 3) uint8."""
+    with np.errstate(all="ignore"):
+        values = np.nan_to_num(np.asarray(values, dtype=np.float64))
+        packed = values.astype(np.float32).view(np.uint32) if kind == b"F" else np.clip(values, 0, 2**32 - 1).astype(np.uint32)
+    return np.stack([(packed >> 16) & 255, (packed >> 8) & 255, packed & 255], axis=1).astype(np.uint8)
+
+
+def _pcd_colour_column(fields: dict[bytes, list[bytes]]) -> tuple[int, bytes] | None:
+    """The value column of a PCD's packed ``rgb``/``rgba`` field and its TYPE letter, or None."""
+    names = [n.lower() for n in fields.get(b"FIELDS", [])]
+    types = [t.upper() for t in fields.get(b"TYPE", [])]
+    try:
+        counts = [int(v) for v in fields.get(b"COUNT", [])] or [1] * len(names)
+    except ValueError:
+        return None
+    starts = dict(zip(names, np.cumsum([0, *counts[:-1]]).tolist()))
+    for key in (b"rgb", b"rgba"):
+        if key in starts:
+            index = names.index(key)
+            return int(starts[key]), (types[index] if index < len(types) else b"F")
+    return None
+
+
 def _pcd_xyz_columns(fields: dict[bytes, list[bytes]], name: str) -> tuple[list[int], int]:
     """The value columns of x, y and z in a PCD row, and the number of values per row."""
     names = [n.lower() for n in fields.get(b"FIELDS", [])]
@@ -1032,7 +1135,7 @@ def _pcd_xyz_columns(fields: dict[bytes, list[bytes]], name: str) -> tuple[list[
     return [int(starts[axis]) for axis in (b"x", b"y", b"z")], sum(counts)
 
 
-def _read_pcd_ascii(path: Path, fields: dict[bytes, list[bytes]], data_start: int, declared: int) -> np.ndarray:
+def _read_pcd_ascii(path: Path, fields: dict[bytes, list[bytes]], data_start: int, declared: int) -> _Columns:
     """Parse the rows of an ascii PCD ourselves, strictly.
 
     open3d leaves a value it cannot parse uninitialised: a corrupt row came back as whatever was
@@ -1055,11 +1158,14 @@ def _read_pcd_ascii(path: Path, fields: dict[bytes, list[bytes]], data_start: in
             raise InputError(name, f"line {line_no} {problem}")
         held = 0 if values is None else values.size // max(ncols, 1)
         raise InputError(name, f"header declares {declared} points, the data holds {held} (truncated or corrupt)")
-    return values.reshape(declared, ncols)[:, columns]
+    table = values.reshape(declared, ncols)
+    colour = _pcd_colour_column(fields)
+    colours = None if colour is None else _pcd_rgb(table[:, colour[0]], colour[1])
+    return _Columns(table[:, columns], colours)
 
 
-def _read_pcd(path: Path) -> np.ndarray:
-    """Read PCD, keeping NaN rows for counting: ascii parsed here, binary and binary_compressed with open3d."""
+def _read_pcd(path: Path) -> np.ndarray | _Columns:
+    """Read PCD, keeping NaN rows for counting: ascii parsed here, binary and binary_compressed with open3d (colours too)."""
     import open3d as o3d
 
     fields, data_start = _pcd_header(path)
@@ -1067,16 +1173,18 @@ def _read_pcd(path: Path) -> np.ndarray:
     if fields[b"DATA"][0].lower() == b"ascii":
         return _read_pcd_ascii(path, fields, data_start, declared)
 
-    def load() -> np.ndarray:
+    def load() -> _Columns:
         # open3d reports failures as log warnings and returns an empty cloud.
         with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
             cloud = o3d.io.read_point_cloud(str(path), format="pcd", remove_nan_points=False, remove_infinite_points=False)
-        return np.asarray(cloud.points, dtype=np.float64)
+        points = np.asarray(cloud.points, dtype=np.float64)
+        colours = np.asarray(cloud.colors, dtype=np.float64) if cloud.has_colors() else None
+        return _Columns(points, colours_to_uint8(colours) if colours is not None and len(colours) == len(points) else None)
 
-    pts = _guarded(_name(path), "PCD", load)
-    if len(pts) < declared:
-        raise InputError(_name(path), f"cannot be decoded: header declares {declared} points, read {len(pts)} (truncated or corrupt?)")
-    return pts
+    read = _guarded(_name(path), "PCD", load)
+    if len(read.points) < declared:
+        raise InputError(_name(path), f"cannot be decoded: header declares {declared} points, read {len(read.points)} (truncated or corrupt?)")
+    return read
 
 
 def _read_mesh_vertices(path: Path) -> np.ndarray:
@@ -1123,7 +1231,7 @@ def _check_las_header(path: Path) -> None:
             raise InputError(name, f"malformed LAS header: it declares {n_evlrs} extended records, the file cannot hold them")
 
 
-def _read_las(path: Path) -> tuple[np.ndarray, LinearUnits | None]:
+def _read_las(path: Path) -> _Columns:
     """Read LAS/LAZ with the optional ``laspy`` (+ ``lazrs`` for LAZ) packages, and the units its CRS states.
 
     The header's point count is checked against the memory budget (and, for LAS, the file's
@@ -1167,6 +1275,8 @@ def _read_las(path: Path) -> tuple[np.ndarray, LinearUnits | None]:
     try:
         las = laspy.read(str(path))
         xyz = np.column_stack([np.asarray(las.x), np.asarray(las.y), np.asarray(las.z)]).astype(np.float64)
+        dimensions = set(las.point_format.dimension_names)
+        colours = colours_to_uint8(np.column_stack([np.asarray(las.red), np.asarray(las.green), np.asarray(las.blue)])) if {"red", "green", "blue"} <= dimensions else None
     except Exception as exc:  # noqa: BLE001
         raise failure(exc) from exc
     try:
@@ -1176,7 +1286,7 @@ def _read_las(path: Path) -> tuple[np.ndarray, LinearUnits | None]:
     except Exception:  # noqa: BLE001 - a malformed CRS record: the points are still good, and --units can say what the header could not
         units = None
     # x/y/z apply the header's scale and offset (the raw X/Y/Z are integers).
-    return xyz, units
+    return _Columns(xyz, colours, units)
 
 
 def _points_from_array(arr: np.ndarray, name: str) -> np.ndarray:
@@ -1220,7 +1330,7 @@ def _read_npz_points(path: Path) -> np.ndarray:
     return _points_from_array(_load_npz_array(path, _NPZ_POINT_KEYS, extra_bytes_per_item=8), _name(path))
 
 
-_POINT_READERS: dict[str, Callable[[Path], np.ndarray | tuple[np.ndarray, LinearUnits | None]]] = {
+_POINT_READERS: dict[str, Callable[[Path], np.ndarray | _Columns]] = {
     ".ply": _read_ply,
     ".pcd": _read_pcd,
     ".xyz": _read_text_points,
@@ -1295,15 +1405,20 @@ def read_points(path: PathLike) -> PointCloud:
     p = _check_file(path)
     reader = _suffix(p, _POINT_READERS, "point cloud")
     read = _guarded(_name(p), p.suffix.lstrip(".").upper(), lambda: reader(p))
-    read, units = read if isinstance(read, tuple) else (read, None)
-    pts = np.asarray(read, dtype=np.float64)
+    read = read if isinstance(read, _Columns) else _Columns(read)
+    pts = np.asarray(read.points, dtype=np.float64)
     if pts.ndim != 2 or pts.shape[1] != 3:
         if pts.size:
             raise InputError(_name(p), f"malformed {p.suffix.lstrip('.').upper()} file (its vertices are not x y z triples)")
         pts = pts.reshape(0, 3)
     kept, dropped = _finite_rows(pts, _name(p))
+    colours = read.colours
+    if colours is not None and len(colours) == len(pts):
+        colours = colours[np.isfinite(pts).all(axis=1)] if dropped else colours
+    else:
+        colours = None  # a reader's colours that do not match its points are dropped, never guessed at
     las = p.suffix.lower() in (".las", ".laz")
-    return PointCloud(points=kept, dropped_nonfinite=dropped, source=str(p), units=units, up="z" if las else None)
+    return PointCloud(points=kept, dropped_nonfinite=dropped, source=str(p), units=read.units, up="z" if las else None, colours=colours)
 
 
 # --------------------------------------------------------------------------- voxels

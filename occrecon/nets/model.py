@@ -158,6 +158,10 @@ def build_network(arch: Mapping[str, Any]) -> OccupancyNet:
         from occrecon.nets.pointmap import build_depthfirst
 
         return build_depthfirst(dict(arch), build_network)  # type: ignore[return-value]
+    if arch.get("method") == "shape":  # one fitted shape (occrecon fit): a coordinate MLP, no encoder
+        from occrecon.nets.shape import build_shape_net
+
+        return build_shape_net(arch)  # type: ignore[return-value]
     method = METHOD_ALIASES.get(str(arch.get("method", "onet")))
     if method is None:
         raise ValueError(f"unknown method {arch.get('method')!r}")
