@@ -27,8 +27,12 @@ Methods, each on the same points: occrecon's scene model (``reconstruct_scene``,
 from the points, as ``occrecon points scan.ply --scene --units m`` does), and Open3D screened Poisson at
 depth 9 and 10 (normals from the 30 nearest points within 10 cm, each turned towards the scanner position
 that saw its point; vertices under the 5% density quantile removed, as ``benchmarks/scene.py`` does). Time
-is the call's wall time; memory is the process's peak resident memory during the call above its level
-before it (the kernel's high-water mark, reset through ``/proc/self/clear_refs`` before each call).
+is the call's wall time; memory is the process's peak resident memory during the call (the kernel's
+high-water mark, reset through ``/proc/self/clear_refs`` before each call), as a whole (``peak_rss_mb``,
+which includes the truth mesh and the loaded model) and above its level before the call (``peak_mb``).
+The latter underestimates: heap pages that earlier steps freed stay resident and are reused without
+raising the mark (2026-12-07: 6-18 MB "above" for Poisson depth 10 on 50k points). A fair per-method
+peak needs each method in a fresh process; ``benchmarks/scene.py`` measures occrecon's alone.
 
 Real scans (``--real``; ../shared/eval/scans, measured only, never tuned on): the ICL-NUIM living room,
 the two registered 3DMatch fragments and the Kinect office, in metres. No reference exists, so: the share
@@ -85,7 +89,8 @@ class Measured:
 
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self.start
-        self.peak_mb = (_status_kb("VmHWM:") - self.rss0) / 1024.0
+        self.peak_rss_mb = _status_kb("VmHWM:") / 1024.0
+        self.peak_mb = self.peak_rss_mb - self.rss0 / 1024.0
 
 
 # --------------------------------------------------------------------------------------
@@ -94,7 +99,9 @@ class Measured:
 def run_occrecon(model, points: np.ndarray):
     from occrecon.scene import reconstruct_scene
 
-    return reconstruct_scene(model, points, units="m", up=None).mesh
+    result = reconstruct_scene(model, points, units="m", up=None)
+    result.mesh.metadata["crops_run"] = result.n_crops - result.n_skipped  # outliers far from the room add crops
+    return result.mesh
 
 
 def poisson(points: np.ndarray, normals: np.ndarray, depth: int):
@@ -234,7 +241,8 @@ def room_rows(model, k: int, budgets: list[int], noises: list[float]) -> list[di
             base = dict(room=k, size_m=room.size.round(2).tolist(), walls=len(room.walls), ceiling=room.has_ceiling, points=len(points),
                         noise_m=noise, outliers=float(scan.outlier[pick].mean()), reference=len(reference), seen=len(visible))
             for name, result, measured in methods(model, points, normals):
-                row = dict(base, method=name, seconds=measured.seconds, peak_mb=measured.peak_mb, faces=len(result.faces))
+                row = dict(base, method=name, seconds=measured.seconds, peak_mb=measured.peak_mb, peak_rss_mb=measured.peak_rss_mb, faces=len(result.faces),
+                           crops_run=result.metadata.get("crops_run"))
                 row.update(scores(result, truth_scene, reference))
                 rows.append(row)
                 print(f"room {k} {len(points):>7,} pts {noise * 1000:>4.0f} mm  {name:<12} F@2cm {row['F@2cm']:.3f}  F@5cm {row['F@5cm']:.3f}  "
@@ -291,7 +299,8 @@ def real_rows(model, figures: Path | None) -> list[dict]:
         normals = np.asarray(cloud.normals) if cloud.has_normals() else oriented_normals(points, np.zeros(3))
         meshes = {}
         for method, mesh, measured in methods(model, points, normals):
-            row = dict(scan=name, points=len(points), method=method, seconds=measured.seconds, peak_mb=measured.peak_mb, faces=len(mesh.faces))
+            row = dict(scan=name, points=len(points), method=method, seconds=measured.seconds, peak_mb=measured.peak_mb,
+                       peak_rss_mb=measured.peak_rss_mb, faces=len(mesh.faces))
             row.update(real_measures(mesh, points))
             rows.append(row)
             meshes[method] = mesh
