@@ -10,29 +10,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 from occrecon.io.claims import STALE_AFTER_S, claim_path
 
-
-def run(args: list[str], capsys) -> tuple[int, str, str]:
-    from occrecon.cli.main import main
-
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+from tests.batch_helpers import run, write_cloud
 
 
-def write_cloud(path: Path, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    points = rng.normal(size=(1500, 3))
-    points /= np.linalg.norm(points, axis=1, keepdims=True)
-    np.savetxt(path, points)
-    return path
 
 
 def statuses(out: str) -> dict[str, dict]:

@@ -8,30 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
+from tests.batch_helpers import run, write_cloud
+
 ray = pytest.importorskip("ray")
-
-
-def run(args: list[str], capsys) -> tuple[int, str, str]:
-    from occrecon.cli.main import main
-
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def write_cloud(path: Path, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    points = rng.normal(size=(1500, 3))
-    points /= np.linalg.norm(points, axis=1, keepdims=True)
-    np.savetxt(path, points)
-    return path
 
 
 def by_name(stdout: str) -> dict[str, dict]:
