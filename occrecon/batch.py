@@ -208,6 +208,25 @@ def run_batch(
         yield runner.run(item.path, target, _common(item, target, model.name, model.revision))
 
 
+def run_claimed(target: Path, common: dict[str, Any], work: Callable[[Any], ItemResult]) -> ItemResult:
+    """``work(held)`` under a claim on ``target`` (``held`` can be refreshed during long work); skipped when another process holds it.
+
+    Every command's batch goes through here, so a second process on the same outputs skips
+    what the first has claimed instead of doing it again.
+    """
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass  # the write reports it
+    held = claim(target)
+    if isinstance(held, ClaimedElsewhere):
+        return ItemResult(status="skipped", error=None, notes=[f"{target} is {held}"], **common)
+    try:
+        return work(held)
+    finally:
+        held.release()
+
+
 @dataclass
 class _Runner:
     """What every input of a batch shares: the model, the resolved settings, where progress goes."""
@@ -225,14 +244,7 @@ class _Runner:
         """One input, under a claim on its output so that a second process on the same outputs skips it."""
         from occrecon.pipeline import Events
 
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-        except OSError:
-            pass  # the write reports it
-        held = claim(target)
-        if isinstance(held, ClaimedElsewhere):
-            return ItemResult(status="skipped", error=None, notes=[f"{target} is {held}"], **common)
-        try:
+        def work(held: Any) -> ItemResult:
             if target.exists() and not self.batch.overwrite:  # finished by another process while this one planned
                 return existing_output(path, target, self.request, common)
 
@@ -244,8 +256,8 @@ class _Runner:
             on_note = self.on_note
             events = Events(stage, None if on_note is None else (lambda message: on_note(str(path), message)))
             return self._reconstruct(path, target, events, common)
-        finally:
-            held.release()
+
+        return run_claimed(target, common, work)
 
     def _reconstruct(self, path: Path, target: Path, events: Events, common: dict[str, Any]) -> ItemResult:
         from occrecon.io.mesh import write_mesh

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from occrecon.batch import BatchPlan, ItemResult
+from occrecon.batch import BatchPlan, ItemResult, run_claimed
 from occrecon.errors import InputError, OccreconError
-from occrecon.io.claims import ClaimedElsewhere, claim
 from occrecon.modelfolder import CONFIG_NAME, WEIGHTS_NAME
 from occrecon.shape_fit import FitOptions
 
@@ -83,22 +82,7 @@ def fit_batch(
         elif _finished(target, folder) and not batch.overwrite:
             yield ItemResult(status="skipped", notes=[f"{target} exists (use --overwrite to redo)"], **common)
         else:
-            yield _claimed(item.path, target, lambda: _fit_one(item.path, target, folder, options, batch, on_stage, on_step, common), common)
-
-
-def _claimed(path: Path, target: Path, work: Callable[[], ItemResult], common: dict[str, Any]) -> ItemResult:
-    """``work()`` under a claim on ``target``, so that a second process on the same outputs skips it."""
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        pass  # the write reports it
-    held = claim(target)
-    if isinstance(held, ClaimedElsewhere):
-        return ItemResult(status="skipped", notes=[f"{target} is {held}"], **common)
-    try:
-        return work()
-    finally:
-        held.release()
+            yield run_claimed(target, common, lambda held: _fit_one(item.path, target, folder, options, batch, on_stage, on_step, common))
 
 
 def _fit_one(path: Path, target: Path, folder: Path | None, options: FitOptions, batch: ShapeBatch,
@@ -130,7 +114,7 @@ def extract_batch(folders: list[Path], targets: list[Path], settings: dict[str, 
         if target.is_file() and not overwrite:
             yield ItemResult(status="skipped", notes=[f"{target} exists (use --overwrite to redo)"], **common)
             continue
-        yield _claimed(folder, target, lambda: _extract_one(folder, target, settings, device, file_format, debug, common), common)
+        yield run_claimed(target, common, lambda held: _extract_one(folder, target, settings, device, file_format, debug, common))
 
 
 def _extract_one(folder: Path, target: Path, settings: dict[str, Any], device: str, file_format: str, debug: bool, common: dict[str, Any]) -> ItemResult:
